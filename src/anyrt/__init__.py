@@ -1,0 +1,87 @@
+"""anyrt: typed async runtime protocols, the runtimes that implement them, and shims.
+
+Layers, from the contract outwards:
+
+* ``_protocols`` - the contract: `Executor`, `Timer`, `Reactor`, `Runtime`, ...
+* ``_task``, ``_oneshot``, ``_timers``, ``_native`` - the native task machinery
+  shared by every bundled backend;
+* ``_sync``, ``_channel``, ``_taskgroup``, ``_future`` - primitives written once on
+  `Executor.oneshot`, working on every backend;
+* ``_single_threaded`` (+ ``_clock``, ``_memnet``) - the bundled backends;
+* ``_registry`` - choosing a backend by name; ``testing`` - the pytest plugin and the
+  conformance suite.
+
+This module only re-exports.
+"""
+
+from ._channel import Channel, EndOfChannel
+from ._clock import Clock, MonotonicClock, VirtualClock
+from ._exceptions import (
+    BackendNotFound,
+    Cancelled,
+    ClosedResourceError,
+    Deadlock,
+    ParkedTask,
+    TaskError,
+)
+from ._future import from_future
+from ._protocols import (
+    BlockingExecutor,
+    ByteStream,
+    Executor,
+    FileDescriptorLike,
+    FullExecutor,
+    HasFileno,
+    Listener,
+    LocalExecutor,
+    Reactor,
+    Receiver,
+    Runtime,
+    Sender,
+    Task,
+    Timer,
+)
+from ._registry import backends, run, runtime
+from ._single_threaded import SingleThreaded
+from ._sync import Event, Lock, Semaphore
+from ._taskgroup import TaskGroup
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "BackendNotFound",
+    "BlockingExecutor",
+    "ByteStream",
+    "Cancelled",
+    "Channel",
+    "Clock",
+    "ClosedResourceError",
+    "Deadlock",
+    "EndOfChannel",
+    "Event",
+    "Executor",
+    "FileDescriptorLike",
+    "FullExecutor",
+    "HasFileno",
+    "Listener",
+    "LocalExecutor",
+    "Lock",
+    "MonotonicClock",
+    "ParkedTask",
+    "Reactor",
+    "Receiver",
+    "Runtime",
+    "Semaphore",
+    "Sender",
+    "SingleThreaded",
+    "Task",
+    "TaskError",
+    "TaskGroup",
+    "Timer",
+    "VirtualClock",
+    "__version__",
+    "backends",
+    "from_future",
+    "run",
+    "runtime",
+)

@@ -1,0 +1,334 @@
+"""The in-memory network: the reactor of the `single-threaded` runtime.
+
+No socket and no selector: a connection is two bounded byte buffers, one per
+direction. The semantics follow TCP where a program can tell the difference:
+
+* ``connect_tcp`` to an address nobody listens on raises `ConnectionRefusedError`;
+* ``send`` waits while the peer's receive buffer is full (backpressure);
+* ``send_eof`` is a half-close: the peer reads what was sent, then ``b""``;
+* closing a stream whose receive buffer still holds unread data resets the
+  connection (as the kernel sends RST), so the peer's next ``receive`` raises
+  `ConnectionResetError`; otherwise the peer sees EOF, and its ``send`` raises
+  `BrokenPipeError`;
+* closing a stream (or listener) wakes its own waiting tasks with
+  `ClosedResourceError`.
+
+Hosts are plain names; ``localhost`` is ``127.0.0.1`` and a listener bound to
+``0.0.0.0``, ``::`` or ``""`` accepts connections to any host on its port.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+from collections import deque
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, final
+
+from typing_extensions import Self
+
+from ._exceptions import ClosedResourceError
+from ._listener import serve_listener
+from ._protocols import ByteStream
+from ._sync import Event
+from ._task import YIELD
+from ._validate import check_positive_int
+
+if TYPE_CHECKING:
+    from ._native import NativeRuntime
+
+_WILDCARDS = frozenset({"", "0.0.0.0", "::"})
+_ALIASES = {"localhost": "127.0.0.1", "::1": "::1"}
+_FIRST_EPHEMERAL_PORT = 49152
+
+
+def _normalize(host: str) -> str:
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, not {type(host).__name__}")
+    return _ALIASES.get(host, host)
+
+
+def _check_port(port: object) -> int:
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, not {type(port).__name__}")
+    if not 0 <= port <= 65535:
+        raise OverflowError(f"port must be 0-65535, got {port}")
+    return port
+
+
+class _Signal:
+    """Wakes every task waiting for a buffer to change; re-armed after each wake."""
+
+    __slots__ = ("_event", "_runtime")
+
+    def __init__(self, runtime: NativeRuntime) -> None:
+        self._runtime = runtime
+        self._event = Event(runtime)
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def fire(self) -> None:
+        event = self._event
+        if event._waiters:
+            self._event = Event(self._runtime)
+            event.set()
+
+
+class _Pipe:
+    """One direction of a connection: a bounded buffer and its signals."""
+
+    __slots__ = ("buffer", "capacity", "eof", "readable", "reader_closed", "reset", "writable")
+
+    def __init__(self, runtime: NativeRuntime, capacity: int) -> None:
+        self.buffer = bytearray()
+        self.capacity = capacity
+        self.eof = False
+        self.reset = False
+        self.reader_closed = False
+        self.readable = _Signal(runtime)
+        self.writable = _Signal(runtime)
+
+
+@final
+class MemoryStream:
+    """One end of an in-memory connection; implements `anyrt.ByteStream`."""
+
+    __slots__ = ("_closed", "_eof_sent", "_inbound", "_outbound", "_runtime", "local", "remote")
+
+    def __init__(
+        self,
+        runtime: NativeRuntime,
+        inbound: _Pipe,
+        outbound: _Pipe,
+        local: tuple[str, int],
+        remote: tuple[str, int],
+    ) -> None:
+        self._runtime = runtime
+        self._inbound = inbound
+        self._outbound = outbound
+        self.local = local
+        self.remote = remote
+        self._closed = False
+        self._eof_sent = False
+
+    def __repr__(self) -> str:
+        return f"<anyrt MemoryStream {self.local} -> {self.remote}>"
+
+    def _check_open(self, method: str) -> None:
+        if self._closed:
+            raise ClosedResourceError(f"{method}() on a closed stream")
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        """Return up to ``max_bytes`` bytes; ``b""`` at EOF."""
+        check_positive_int(max_bytes, "receive(max_bytes)")
+        self._check_open("receive")
+        pipe = self._inbound
+        while True:
+            if pipe.buffer:
+                data = bytes(pipe.buffer[:max_bytes])
+                del pipe.buffer[:max_bytes]
+                pipe.writable.fire()
+                return data
+            if pipe.reset:
+                raise ConnectionResetError(errno.ECONNRESET, "connection reset by peer")
+            if pipe.eof:
+                return b""
+            await pipe.readable.wait()
+            if self._closed:
+                raise ClosedResourceError("the stream was closed while receive() waited")
+
+    async def send(self, data: bytes) -> None:
+        """Send all of ``data``, waiting while the peer's buffer is full."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"send() takes bytes, not {type(data).__name__}")
+        self._check_open("send")
+        if self._eof_sent:
+            raise ClosedResourceError("send() after send_eof()")
+        pipe = self._outbound
+        view = memoryview(data).cast("B")
+        await YIELD  # a send is a scheduling point even when the buffer has room
+        while True:
+            if self._closed:
+                raise ClosedResourceError("the stream was closed while send() waited")
+            if pipe.reader_closed or pipe.reset:
+                raise BrokenPipeError(errno.EPIPE, "the peer closed the connection")
+            room = pipe.capacity - len(pipe.buffer)
+            if room > 0:
+                pipe.buffer += view[:room]
+                view = view[room:]
+                pipe.readable.fire()
+                if not view:
+                    return
+            await pipe.writable.wait()
+
+    async def send_eof(self) -> None:
+        """Half-close: the peer reads what was sent, then ``b""``."""
+        self._check_open("send_eof")
+        if not self._eof_sent:
+            self._eof_sent = True
+            self._outbound.eof = True
+            self._outbound.readable.fire()
+
+    async def aclose(self) -> None:
+        """Close the stream; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        inbound, outbound = self._inbound, self._outbound
+        if inbound.buffer and not inbound.eof:
+            outbound.reset = True  # unread data: the kernel would answer with RST
+        inbound.reader_closed = True
+        inbound.buffer.clear()
+        outbound.eof = True
+        for signal in (inbound.readable, inbound.writable, outbound.readable, outbound.writable):
+            signal.fire()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+@final
+class MemoryListener:
+    """A listening address in the in-memory network; implements `anyrt.Listener`."""
+
+    __slots__ = ("_address", "_backlog", "_closed", "_network", "_ready")
+
+    def __init__(self, network: MemoryNetwork, address: tuple[str, int]) -> None:
+        self._network = network
+        self._address = address
+        self._backlog: deque[MemoryStream] = deque()
+        self._ready = _Signal(network.runtime)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<anyrt MemoryListener {self._address}>"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound ``(host, port)``."""
+        return self._address
+
+    def _enqueue(self, stream: MemoryStream) -> None:
+        self._backlog.append(stream)
+        self._ready.fire()
+
+    async def accept(self) -> MemoryStream:
+        """Wait for the next connection."""
+        while True:
+            if self._closed:
+                raise ClosedResourceError("accept() on a closed listener")
+            if self._backlog:
+                return self._backlog.popleft()
+            await self._ready.wait()
+
+    async def serve(self, handler: Callable[[ByteStream], Awaitable[object]]) -> None:
+        """Accept until closed or cancelled, spawning ``handler(stream)`` per connection."""
+        await serve_listener(self, self._network.runtime, handler)
+
+    async def aclose(self) -> None:
+        """Stop listening; pending connections are reset, waiting accepts woken."""
+        if self._closed:
+            return
+        self._closed = True
+        self._network._unbind(self)
+        while self._backlog:
+            await self._backlog.popleft().aclose()
+        self._ready.fire()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class MemoryNetwork:
+    """The virtual hosts and ports of one runtime."""
+
+    def __init__(self, runtime: NativeRuntime, *, buffer_size: int = 65536) -> None:
+        self.runtime = runtime
+        self.buffer_size = check_positive_int(buffer_size, "network buffer_size")
+        self._listeners: dict[tuple[str, int], list[MemoryListener]] = {}
+        self._ports = itertools.count(_FIRST_EPHEMERAL_PORT)
+        self._round_robin = itertools.count()
+        self._reuse_port: dict[tuple[str, int], bool] = {}
+
+    def _find(self, host: str, port: int) -> list[MemoryListener] | None:
+        return self._listeners.get((host, port)) or next(
+            (self._listeners[key] for key in self._listeners if key[1] == port and key[0] in _WILDCARDS),
+            None,
+        )
+
+    def _free_port(self, host: str) -> int:
+        for port in self._ports:
+            if port > 65535:
+                break
+            if self._find(host, port) is None:
+                return port
+        raise OSError(errno.EADDRNOTAVAIL, "no free port left in the in-memory network")
+
+    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> MemoryListener:
+        """Bind ``host:port`` (port 0 picks a free port)."""
+        host = _normalize(host)
+        port = _check_port(port)
+        if port == 0:
+            port = self._free_port(host)
+        existing = self._listeners.get((host, port))
+        if existing and not (reuse_port and self._reuse_port.get((host, port))):
+            raise OSError(errno.EADDRINUSE, f"address already in use: {host}:{port}")
+        if not existing:
+            self._reuse_port[host, port] = reuse_port
+        listener = MemoryListener(self, (host, port))
+        self._listeners.setdefault((host, port), []).append(listener)
+        await YIELD
+        return listener
+
+    def _unbind(self, listener: MemoryListener) -> None:
+        key = listener.address
+        group = self._listeners.get(key, [])
+        if listener in group:
+            group.remove(listener)
+        if not group:
+            self._listeners.pop(key, None)
+            self._reuse_port.pop(key, None)
+
+    async def connect_tcp(self, host: str, port: int) -> MemoryStream:
+        """Connect to a listener, or raise `ConnectionRefusedError`."""
+        host = _normalize(host)
+        port = _check_port(port)
+        await YIELD
+        group = self._find(host, port)
+        if not group:
+            raise ConnectionRefusedError(
+                errno.ECONNREFUSED,
+                f"connection refused: nothing listens on {host}:{port} in the in-memory network",
+            )
+        listener = group[next(self._round_robin) % len(group)]
+        client_address = ("127.0.0.1" if host == "127.0.0.1" else host, self._free_port(host))
+        to_server = _Pipe(self.runtime, self.buffer_size)
+        to_client = _Pipe(self.runtime, self.buffer_size)
+        client = MemoryStream(self.runtime, to_client, to_server, client_address, listener.address)
+        server = MemoryStream(self.runtime, to_server, to_client, listener.address, client_address)
+        listener._enqueue(server)
+        return client
+
+    async def aclose(self) -> None:
+        """Close every listener."""
+        for group in list(self._listeners.values()):
+            for listener in list(group):
+                await listener.aclose()

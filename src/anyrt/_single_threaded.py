@@ -1,0 +1,383 @@
+"""The `single-threaded` runtime: the worker loop with no OS and no threads.
+
+The loop is the common one with steps dropped: count down timers, pop the ready queue,
+run, or (when every task is parked) let the clock idle to the next deadline. There is
+no OS poll and nothing to steal. With the default `VirtualClock` idle time is skipped,
+so a test that sleeps an hour finishes at once, and with ``seed=`` the order in which
+ready tasks run is shuffled deterministically.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from threading import get_ident
+from types import CoroutineType
+from typing import Any, ClassVar, Final, ParamSpec, TypeVar, final
+
+from ._clock import Clock, MonotonicClock, VirtualClock
+from ._exceptions import Cancelled, Deadlock, ParkedTask
+from ._memnet import MemoryListener, MemoryNetwork, MemoryStream
+from ._native import ErrorHandler, NativeRuntime, logger, thread_state
+from ._protocols import FileDescriptorLike
+from ._task import DONE, PARKED, NativeTask, Worker, check_coroutine
+from ._timers import TimerQueue
+
+try:  # sniffio is optional; when present, anyio-based code learns it runs on anyrt.
+    from sniffio import thread_local as _sniffio_state
+except ImportError:  # pragma: no cover - sniffio is a dev dependency
+    _sniffio_state = None
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+_SHUTDOWN_ROUNDS: Final = 3
+
+
+class _Loop:
+    """The one worker: its ready queue, its timers, and an inbox for other threads."""
+
+    __slots__ = ("cond", "current", "inbox", "now", "owner", "ready", "timers")
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self.ready: deque[NativeTask[Any]] = deque()
+        self.timers = TimerQueue()
+        self.inbox: list[NativeTask[Any]] = []
+        self.cond = threading.Condition(threading.Lock())
+        self.owner = get_ident()
+        self.current: NativeTask[Any] | None = None
+        self.now = now
+
+    def schedule(self, task: NativeTask[Any]) -> None:
+        # Only the owning thread touches `ready`; any other thread goes through the inbox.
+        if get_ident() == self.owner:
+            self.ready.append(task)
+        else:
+            with self.cond:
+                self.inbox.append(task)
+                self.cond.notify()
+
+    def drain_inbox(self) -> None:
+        with self.cond:
+            inbox = self.inbox
+            self.inbox = []
+        self.ready.extend(inbox)
+
+    def wait_inbox(self, timeout: float | None) -> None:
+        with self.cond:
+            if not self.inbox:
+                self.cond.wait(timeout)
+
+
+@final
+class SingleThreaded(NativeRuntime):
+    """The deterministic runtime: no threads, no selector, an injected clock.
+
+    Args:
+        clock: a `Clock` (default: a new `VirtualClock`), ``"virtual"``, ``"real"`` (a
+            `MonotonicClock`), or a ``now()`` callable used with ``idle``.
+        idle: with a ``now()`` callable as ``clock``, called as ``idle(seconds)`` to
+            let time pass while every task is parked (default `time.sleep`).
+        seed: shuffle the order of ready tasks with this seed (same seed, same order).
+        error_handler: receives failures nobody will observe (default: log them).
+        network_buffer: bytes each in-memory connection buffers per direction.
+    """
+
+    name: ClassVar[str] = "single-threaded"
+    capabilities: ClassVar[tuple[str, ...]] = (
+        "deterministic",
+        "virtual-time",
+        "in-memory-network",
+        "deadlock-detection",
+    )
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | Callable[[], float] | str | None = None,
+        idle: Callable[[float], None] | None = None,
+        seed: int | None = None,
+        error_handler: ErrorHandler | None = None,
+        network_buffer: int = 65536,
+    ) -> None:
+        super().__init__(error_handler=error_handler)
+        self._clock = _make_clock(clock, idle)
+        self._virtual = isinstance(self._clock, VirtualClock)
+        # A real monotonic clock idles by waiting on the inbox, so other threads can wake it.
+        self._real_wait = isinstance(self._clock, MonotonicClock) and idle is None
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, not {type(seed).__name__}")
+        self._rng = random.Random(seed) if seed is not None else None
+        self._loop = _Loop(self._clock.now)
+        self._network = MemoryNetwork(self, buffer_size=network_buffer)
+        self._external = 0
+        self._external_lock = threading.Lock()
+        self._running = False
+        self._sniffio_saved: str | None = None
+
+    @property
+    def clock(self) -> Clock:
+        """The clock driving this runtime."""
+        return self._clock
+
+    @property
+    def seed_rng(self) -> random.Random | None:
+        """The seeded generator that orders ready tasks, if ``seed`` was given."""
+        return self._rng
+
+    # -- NativeRuntime hooks --------------------------------------------------------
+
+    def now(self) -> float:
+        """Return the current time on the injected clock."""
+        return self._clock.now()
+
+    def _spawn_target(self) -> _Loop:
+        return self._loop
+
+    def _current(self) -> tuple[NativeTask[Any], Worker] | None:
+        loop = self._loop
+        task = loop.current
+        if task is None or get_ident() != loop.owner or thread_state.runtime is not self:
+            return None
+        return task, loop
+
+    @contextmanager
+    def _external_wait(self) -> Iterator[None]:
+        """Mark that a thread outside the runtime will wake a task (see `from_future`)."""
+        with self._external_lock:
+            self._external += 1
+        try:
+            yield
+        finally:
+            with self._external_lock:
+                self._external -= 1
+
+    # -- Executor -------------------------------------------------------------------
+
+    def spawn_local(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> NativeTask[T]:
+        """Spawn ``coro`` on this thread; every task here already is local.
+
+        Raises:
+            RuntimeError: called from a thread other than the one running the runtime.
+        """
+        if get_ident() != self._loop.owner:
+            if type(coro) is CoroutineType:
+                coro.close()
+            raise RuntimeError(
+                "spawn_local() must be called on the thread that runs this single-threaded "
+                "runtime; use spawn() from other threads"
+            )
+        return self.spawn(coro, name=name)
+
+    async def spawn_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` inline: this runtime has no threads to offload it to."""
+        if not callable(fn):
+            raise TypeError(f"spawn_blocking() takes a callable, not {type(fn).__name__}")
+        self._check_open()
+        return fn(*args, **kwargs)
+
+    def block_on(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` to completion, running every other task meanwhile.
+
+        Raises:
+            Deadlock: ``coro`` can never finish (nothing ready, no timer pending).
+            RuntimeError: called from inside a task, or after `close`.
+        """
+        if type(coro) is not CoroutineType:
+            check_coroutine(coro, "block_on")
+        self._check_open(coro)
+        running = thread_state.runtime
+        if running is not None:
+            coro.close()
+            raise RuntimeError(
+                f"block_on() was called from inside a task of the {running.name!r} anyrt "
+                "runtime, which would block it; await the coroutine or spawn() it instead"
+            )
+        main = self._new_task(coro, None, self._loop, "block_on")
+        self._enter()
+        try:
+            self._loop.ready.append(main)
+            self._run_until(main)
+        finally:
+            self._exit()
+        return main.result()
+
+    def _enter(self) -> None:
+        if self._running:
+            raise RuntimeError("this single-threaded runtime is already running on another thread")
+        self._running = True
+        thread_state.runtime = self
+        loop = self._loop
+        loop.owner = get_ident()
+        if _sniffio_state is not None:
+            self._sniffio_saved = _sniffio_state.name
+            _sniffio_state.name = "anyrt"
+
+    def _exit(self) -> None:
+        thread_state.runtime = None
+        self._running = False
+        if _sniffio_state is not None:
+            _sniffio_state.name = self._sniffio_saved
+
+    # -- the loop -------------------------------------------------------------------
+
+    def _run_until(self, main: NativeTask[Any] | None) -> None:
+        """Run tasks until ``main`` is done (``None``: until no task is left)."""
+        loop = self._loop
+        ready = loop.ready
+        popleft = ready.popleft
+        append = ready.append
+        timers = loop.timers
+        now = self._clock.now
+        rng = self._rng
+        tasks = self._tasks
+        while (main._state != DONE) if main is not None else tasks:
+            if loop.inbox:
+                loop.drain_inbox()
+            count = len(ready)
+            if not count:
+                if not timers.fire_due(now()):
+                    self._idle(main)
+                continue
+            if timers:
+                timers.fire_due(now())
+            if rng is None:
+                for _ in range(count):
+                    task = popleft()
+                    loop.current = task
+                    if task.step(loop):
+                        append(task)
+            else:
+                self._run_shuffled(count, rng)
+            loop.current = None
+
+    def _run_shuffled(self, count: int, rng: random.Random) -> None:
+        loop = self._loop
+        batch = [loop.ready.popleft() for _ in range(count)]
+        rng.shuffle(batch)
+        for task in batch:
+            loop.current = task
+            if task.step(loop):
+                loop.ready.append(task)
+
+    def _idle(self, main: NativeTask[Any] | None) -> None:
+        """Nothing is ready and no timer is due: wait for the clock or another thread."""
+        loop = self._loop
+        deadline = loop.timers.next_deadline()
+        external = self._external > 0
+        if math.isinf(deadline):
+            if external:
+                loop.wait_inbox(None)
+                return
+            raise self._deadlock(main)
+        delay = max(deadline - self._clock.now(), 0.0)
+        if self._real_wait or (external and not self._virtual):
+            loop.wait_inbox(delay)
+        else:
+            self._clock.idle(delay)
+
+    def _deadlock(self, main: NativeTask[Any] | None) -> Deadlock:
+        parked = [
+            ParkedTask(task.name, task.where()) for task in self._tasks if task._state == PARKED
+        ]
+        listing = "\n".join(f"  - {entry}" for entry in parked) or "  (none)"
+        what = f"block_on({main.name})" if main is not None else "close()"
+        return Deadlock(
+            f"{what} can never finish: no task is ready and no timer is pending. "
+            f"Parked tasks:\n{listing}",
+            parked,
+        )
+
+    # -- Reactor: the in-memory network -------------------------------------------------
+
+    async def wait_readable(self, sock: FileDescriptorLike) -> None:
+        """Not available: this backend has no OS reactor."""
+        raise self._no_os("wait_readable")
+
+    async def wait_writable(self, sock: FileDescriptorLike) -> None:
+        """Not available: this backend has no OS reactor."""
+        raise self._no_os("wait_writable")
+
+    def _no_os(self, method: str) -> RuntimeError:
+        return RuntimeError(
+            f"{method}() needs an OS reactor, and the single-threaded backend has no OS: its "
+            "network is in memory (connect_tcp/listen_tcp). Use a backend with an OS reactor "
+            "for real sockets (see `anyrt backends`)."
+        )
+
+    async def connect_tcp(self, host: str, port: int) -> MemoryStream:
+        """Connect to a listener in the in-memory network."""
+        self._check_open()
+        return await self._network.connect_tcp(host, port)
+
+    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> MemoryListener:
+        """Listen on a virtual ``host:port`` of the in-memory network."""
+        self._check_open()
+        return await self._network.listen_tcp(host, port, reuse_port=reuse_port)
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Cancel every task, run their cleanup to completion, close the network.
+
+        Raises:
+            RuntimeError: called from inside one of this runtime's tasks.
+        """
+        if self._closed:
+            return
+        if thread_state.runtime is self:
+            raise RuntimeError("close() cannot be called from inside a task of this runtime")
+        self._enter()
+        try:
+            self._shutdown()
+        finally:
+            self._closed = True
+            self._exit()
+
+    def _shutdown(self) -> None:
+        for _ in range(_SHUTDOWN_ROUNDS):
+            for task in list(self._tasks):
+                task.cancel()
+            self._loop.ready.append(self._new_task(self._network.aclose(), "close", self._loop, "close"))
+            try:
+                self._run_until(None)
+            except Deadlock:
+                continue  # a task caught Cancelled and parked again: cancel it again
+            return
+        stuck = list(self._tasks)
+        for task in stuck:
+            logger.warning(
+                "anyrt: task %r ignored cancellation %d times during close(); closing its "
+                "coroutine at %s",
+                task.name,
+                _SHUTDOWN_ROUNDS,
+                task.where(),
+            )
+            task._coro.close()
+            task._finish(None, Cancelled("the runtime was closed"))
+        self._loop.ready.clear()
+        self._loop.timers.clear()
+
+
+def _make_clock(clock: object, idle: Callable[[float], None] | None) -> Clock:
+    if clock is None or clock == "virtual":
+        return VirtualClock()
+    if clock in ("real", "monotonic"):
+        return MonotonicClock()
+    if isinstance(clock, str):
+        raise ValueError(f"clock must be 'virtual', 'real', a Clock or a now() callable, not {clock!r}")
+    if isinstance(clock, Clock):
+        if idle is not None:
+            raise TypeError("idle= goes with a now() callable as clock, not with a Clock object")
+        return clock
+    if callable(clock):
+        if idle is None:
+            return MonotonicClock(now=clock)
+        if not callable(idle):
+            raise TypeError(f"idle must be callable, not {type(idle).__name__}")
+        return MonotonicClock(now=clock, idle=idle)
+    raise TypeError(f"clock must be a Clock or a now() callable, not {type(clock).__name__}")

@@ -1,0 +1,100 @@
+"""Timer queues: a binary heap of entries keyed by absolute deadline.
+
+Each worker owns one queue and is the only thread that pushes or fires; cancelling an
+entry just marks it (any thread may), and marked entries are dropped when they reach
+the top of the heap or when they outnumber the live ones.
+
+Edge rule: a timer whose deadline is *equal* to ``now`` is due. Deadlines are compared
+with ``<=`` so that ``sleep_until(now())`` never waits for the next clock tick.
+"""
+
+from __future__ import annotations
+
+import heapq
+from abc import ABC, abstractmethod
+import itertools
+import math
+from typing import Final
+
+_COMPACT_MIN: Final = 64
+
+
+class TimerEntry(ABC):
+    """One pending timer; subclasses say what firing does."""
+
+    __slots__ = ("cancelled", "deadline")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.cancelled = False
+
+    @abstractmethod
+    def fire(self) -> None:
+        """Called by the owning worker once the deadline has passed."""
+
+    def cancel(self) -> None:
+        """Stop the timer from firing; safe from any thread, idempotent."""
+        self.cancelled = True
+
+
+class TimerQueue:
+    """A deadline-ordered heap of `TimerEntry` objects owned by one worker."""
+
+    __slots__ = ("_counter", "_heap")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, TimerEntry]] = []
+        self._counter = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, entry: TimerEntry) -> None:
+        """Add ``entry``; the counter keeps equal deadlines in insertion order."""
+        heap = self._heap
+        heapq.heappush(heap, (entry.deadline, next(self._counter), entry))
+        if len(heap) > _COMPACT_MIN and len(heap) & 0xFF == 0:
+            self._compact()
+
+    def next_deadline(self) -> float:
+        """Return the earliest live deadline, or ``math.inf`` if there is none."""
+        heap = self._heap
+        while heap:
+            top = heap[0]
+            if not top[2].cancelled:
+                return top[0]
+            heapq.heappop(heap)
+        return math.inf
+
+    def fire_due(self, now: float) -> int:
+        """Fire every live entry whose deadline is at or before ``now``; return how many."""
+        heap = self._heap
+        fired = 0
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)[2]
+            if not entry.cancelled:
+                entry.cancelled = True
+                entry.fire()
+                fired += 1
+        return fired
+
+    def pop_due(self, now: float) -> list[TimerEntry]:
+        """Remove and return the live entries due at ``now``, without firing them."""
+        heap = self._heap
+        due: list[TimerEntry] = []
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)[2]
+            if not entry.cancelled:
+                entry.cancelled = True
+                due.append(entry)
+        return due
+
+    def _compact(self) -> None:
+        live = [item for item in self._heap if not item[2].cancelled]
+        if len(live) * 2 < len(self._heap):
+            heapq.heapify(live)
+            self._heap = live
+
+    def clear(self) -> None:
+        """Drop every entry without firing it."""
+        self._heap.clear()

@@ -1,0 +1,39 @@
+"""Argument checks shared by the public API, each naming the fix."""
+
+from __future__ import annotations
+
+import math
+
+
+def check_seconds(seconds: object, where: str) -> float:
+    """Return ``seconds`` as a float, or raise if it is not a non-negative number.
+
+    Raises:
+        TypeError: not a real number.
+        ValueError: negative or NaN.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{where} takes a number of seconds, not {type(seconds).__name__}")
+    if math.isnan(seconds):
+        raise ValueError(f"{where} takes a number of seconds, got NaN")
+    if seconds < 0:
+        raise ValueError(f"{where} takes a non-negative number of seconds, got {seconds!r}")
+    return float(seconds)
+
+
+def check_deadline(deadline: object, where: str) -> float:
+    """Return ``deadline`` as a float, or raise if it is not a real, non-NaN number."""
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
+        raise TypeError(f"{where} takes a deadline in seconds, not {type(deadline).__name__}")
+    if math.isnan(deadline):
+        raise ValueError(f"{where} takes a deadline in seconds, got NaN")
+    return float(deadline)
+
+
+def check_positive_int(value: object, where: str, *, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int of at least ``minimum``, else raise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{where} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{where} must be at least {minimum}, got {value}")
+    return value

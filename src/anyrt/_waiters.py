@@ -1,0 +1,95 @@
+"""FIFO queues of parked waiters, the building block of every generic primitive.
+
+A waiter is anything with ``send(value) -> bool``: the `Sender` of a oneshot whose
+`Receiver` a task awaits, or a `ThreadWaiter` for a plain thread blocked in
+``send_blocking``/``receive_blocking``. ``send`` returning False means the waiter gave
+up (its task was cancelled, its thread timed out); the queue then tries the next one,
+so a hand-off is never lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any, Generic, Protocol, TypeVar
+
+from ._native import running_native_runtime
+
+T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
+
+
+class Waiter(Protocol[T_contra]):
+    """Something parked that a value can be handed to."""
+
+    def send(self, value: T_contra) -> bool:
+        """Hand over ``value``; False if the waiter is gone."""
+        ...
+
+    def fail(self, exc: BaseException) -> bool:
+        """Wake the waiter with an exception; False if it is gone."""
+        ...
+
+
+class ThreadWaiter(Generic[T]):
+    """A waiter for a plain (non-runtime) thread; blocks in `wait`."""
+
+    __slots__ = ("_done", "_exc", "_gone", "_lock", "_value")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._gone = False
+        self._value: T | None = None
+        self._exc: BaseException | None = None
+
+    def send(self, value: T) -> bool:
+        with self._lock:
+            if self._gone or self._done.is_set():
+                return False
+            self._value = value
+            self._done.set()
+        return True
+
+    def fail(self, exc: BaseException) -> bool:
+        with self._lock:
+            if self._gone or self._done.is_set():
+                return False
+            self._exc = exc
+            self._done.set()
+        return True
+
+    def wait(self, timeout: float | None) -> T:
+        """Block until a value arrives; raise `TimeoutError` after ``timeout`` seconds."""
+        if not self._done.wait(timeout):
+            with self._lock:
+                if not self._done.is_set():
+                    self._gone = True
+                    raise TimeoutError(f"no hand-off within {timeout} s")
+        if self._exc is not None:
+            raise self._exc
+        return self._value  # type: ignore[return-value]
+
+
+def hand_off(waiters: deque[Any], value: object) -> bool:
+    """Give ``value`` to the first waiter still waiting; False if none is."""
+    while waiters:
+        if waiters.popleft().send(value):
+            return True
+    return False
+
+
+def fail_all(waiters: deque[Any], exc_factory: type[BaseException], message: str) -> None:
+    """Wake every waiter with a fresh ``exc_factory(message)``."""
+    while waiters:
+        waiters.popleft().fail(exc_factory(message))
+
+
+def check_plain_thread(method: str, instead: str) -> None:
+    """Refuse a blocking call from a thread that runs an anyrt loop (it would stall it)."""
+    runtime = running_native_runtime()
+    if runtime is not None:
+        raise RuntimeError(
+            f"{method}() blocks the thread, and this thread runs the {runtime.name!r} anyrt "
+            f"runtime; from a task use {instead} instead"
+        )
