@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections import deque
 from threading import Lock as _ThreadLock
-from typing import Any, Generic, TypeVar, final
-
-from typing_extensions import Self
+from typing import Any, Generic, Self, TypeVar, final
 
 from ._exceptions import ClosedResourceError
 from ._protocols import Executor
-from ._sync import _check_executor
+from ._sync import _check_executor, _oneshot
 from ._validate import check_positive_int, check_seconds
 from ._waiters import ThreadWaiter, check_plain_thread, fail_all
 
@@ -19,7 +17,7 @@ __all__ = ["Channel", "EndOfChannel"]
 T = TypeVar("T")
 
 
-class EndOfChannel(Exception):  # noqa: N818 - reads as what happened, like trio's
+class EndOfChannel(Exception):
     """`Channel.receive` on a channel that is closed and drained."""
 
 
@@ -119,7 +117,7 @@ class Channel(Generic[T]):
         with self._lock:
             if self._offer(item):
                 return
-            sender, receiver = self._executor.oneshot()
+            sender, receiver = _oneshot(self._executor)
             self._senders.append((sender, item))
         await receiver
 
@@ -133,7 +131,7 @@ class Channel(Generic[T]):
             ok, item = self._take()
             if ok:
                 return item  # type: ignore[return-value]
-            sender, receiver = self._executor.oneshot()
+            sender, receiver = _oneshot(self._executor)
             self._receivers.append(sender)
         result: T = await receiver
         return result

@@ -15,7 +15,7 @@ __all__ = [
 ]
 
 
-class Cancelled(BaseException):  # noqa: N818 - the name trio and anyio users expect
+class Cancelled(BaseException):
     """Thrown into a native task at its next suspension point when it is cancelled.
 
     It derives from `BaseException` so that `except Exception:` does not swallow it.
@@ -52,7 +52,7 @@ class ParkedTask:
         return f"{self.name!r} suspended at {self.where}"
 
 
-class BackendNotFound(LookupError):  # noqa: N818 - public name fixed by the design
+class BackendNotFound(LookupError):
     """The requested backend is not installed or does not exist."""
 
 

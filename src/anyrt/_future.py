@@ -6,7 +6,7 @@ import concurrent.futures
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
-from ._protocols import Executor
+from ._protocols import Executor, Receiver, Sender
 from ._sync import _check_executor
 
 __all__ = ["from_future"]
@@ -29,6 +29,8 @@ async def from_future(executor: Executor, future: concurrent.futures.Future[T]) 
         raise TypeError(
             f"from_future() takes a concurrent.futures.Future, not {type(future).__name__}"
         )
+    sender: Sender[T]
+    receiver: Receiver[T]
     sender, receiver = executor.oneshot()
 
     def on_done(done: concurrent.futures.Future[T]) -> None:

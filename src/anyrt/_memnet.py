@@ -24,9 +24,7 @@ import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, final
-
-from typing_extensions import Self
+from typing import TYPE_CHECKING, Self, final
 
 from ._exceptions import ClosedResourceError
 from ._listener import serve_listener
@@ -270,7 +268,11 @@ class MemoryNetwork:
 
     def _find(self, host: str, port: int) -> list[MemoryListener] | None:
         return self._listeners.get((host, port)) or next(
-            (self._listeners[key] for key in self._listeners if key[1] == port and key[0] in _WILDCARDS),
+            (
+                self._listeners[key]
+                for key in self._listeners
+                if key[1] == port and key[0] in _WILDCARDS
+            ),
             None,
         )
 

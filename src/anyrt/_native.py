@@ -15,13 +15,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Generator
 from contextlib import AbstractAsyncContextManager
 from types import CoroutineType, TracebackType
-from typing import Any, ClassVar, TypeVar
-
-from typing_extensions import Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from ._exceptions import Cancelled, TaskError
 from ._oneshot import NativeReceiver, NativeSender
-from ._task import YIELD, NativeTask, Scheduler, Worker, check_coroutine
+from ._task import YIELD, NativeTask, Worker, check_coroutine
 from ._timers import TimerEntry
 from ._validate import check_deadline, check_seconds
 
@@ -65,9 +63,7 @@ class NativeRuntime(ABC):
 
     def __init__(self, *, error_handler: ErrorHandler | None = None) -> None:
         if error_handler is not None and not callable(error_handler):
-            raise TypeError(
-                f"error_handler must be callable, not {type(error_handler).__name__}"
-            )
+            raise TypeError(f"error_handler must be callable, not {type(error_handler).__name__}")
         self._error_handler: ErrorHandler = error_handler or log_task_error
         self._tasks: dict[NativeTask[Any], None] = {}
         self._tasks_lock = threading.Lock()
@@ -80,7 +76,7 @@ class NativeRuntime(ABC):
     # -- hooks for the backends -----------------------------------------------------
 
     @abstractmethod
-    def _spawn_target(self) -> Scheduler:
+    def _spawn_target(self) -> Any:
         """Return where a task spawned from the calling thread is scheduled."""
 
     @abstractmethod
@@ -97,8 +93,8 @@ class NativeRuntime(ABC):
         handler = self._error_handler
         try:
             handler(error)
-        except BaseException as handler_exc:  # noqa: BLE001 - a broken handler must not hide the failure
-            logger.error(
+        except BaseException as handler_exc:
+            logger.error(  # noqa: TRY400 - exc_info names the handler's exception explicitly
                 "the anyrt error handler %r raised while reporting task %r",
                 handler,
                 error.task_name,
@@ -119,8 +115,11 @@ class NativeRuntime(ABC):
                 f"anyrt.runtime({self.name!r})"
             )
 
+    #: The task class: `LocalTask` for thread-confined loops, `SharedTask` otherwise.
+    _task_class: ClassVar[type[NativeTask[Any]]]
+
     def _new_task(
-        self, coro: Coroutine[Any, Any, T], name: str | None, sched: Scheduler, method: str
+        self, coro: Coroutine[Any, Any, T], name: str | None, sched: Any, method: str
     ) -> NativeTask[T]:
         if type(coro) is not CoroutineType:
             check_coroutine(coro, method)
@@ -131,19 +130,18 @@ class NativeRuntime(ABC):
         elif not isinstance(name, str):
             coro.close()
             raise TypeError(f"{method}() name must be a str, not {type(name).__name__}")
-        task = NativeTask(coro, name, sched, self, contextvars.copy_context())
-        with self._tasks_lock:
-            self._tasks[task] = None
+        task: NativeTask[T] = self._task_class(coro, name, sched, self, contextvars.copy_context())
         return task
 
     # -- Executor -------------------------------------------------------------------
 
+    @abstractmethod
     def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> NativeTask[T]:
         """Schedule ``coro`` as a new task; callable from any thread. See `anyrt.Executor`."""
-        sched = self._spawn_target()
-        task = self._new_task(coro, name, sched, "spawn")
-        sched.schedule(task)
-        return task
+
+    @abstractmethod
+    def block_on(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` to completion on the calling thread; see `anyrt.Executor`."""
 
     def oneshot(self) -> tuple[NativeSender[Any], NativeReceiver[Any]]:
         """Return a connected (sender, receiver) pair; see `anyrt.Sender`."""

@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, ParamSpec, Protocol, TypeVar, runtime_checkable
-
-from typing_extensions import Self
+from typing import Any, ParamSpec, Protocol, Self, TypeVar, runtime_checkable
 
 __all__ = [
     "BlockingExecutor",

@@ -15,6 +15,8 @@ import threading
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from contextvars import copy_context
+from functools import partial
 from threading import get_ident
 from types import CoroutineType
 from typing import Any, ClassVar, Final, ParamSpec, TypeVar, final
@@ -24,9 +26,10 @@ from ._exceptions import Cancelled, Deadlock, ParkedTask
 from ._memnet import MemoryListener, MemoryNetwork, MemoryStream
 from ._native import ErrorHandler, NativeRuntime, logger, thread_state
 from ._protocols import FileDescriptorLike
-from ._task import DONE, PARKED, NativeTask, Worker, check_coroutine
+from ._task import DONE, PARKED, LocalTask, NativeTask, Worker, check_coroutine
 from ._timers import TimerQueue
 
+_sniffio_state: Any
 try:  # sniffio is optional; when present, anyio-based code learns it runs on anyrt.
     from sniffio import thread_local as _sniffio_state
 except ImportError:  # pragma: no cover - sniffio is a dev dependency
@@ -39,33 +42,34 @@ _SHUTDOWN_ROUNDS: Final = 3
 
 
 class _Loop:
-    """The one worker: its ready queue, its timers, and an inbox for other threads."""
+    """The one worker: its ready queue, its timers, and an inbox for other threads.
+
+    Only the owning thread touches ``ready`` and the tasks' states; another thread
+    posts a callable to the inbox (under ``cond``) and the loop runs it between steps.
+    """
 
     __slots__ = ("cond", "current", "inbox", "now", "owner", "ready", "timers")
 
     def __init__(self, now: Callable[[], float]) -> None:
         self.ready: deque[NativeTask[Any]] = deque()
         self.timers = TimerQueue()
-        self.inbox: list[NativeTask[Any]] = []
+        self.inbox: list[Callable[[], object]] = []
         self.cond = threading.Condition(threading.Lock())
         self.owner = get_ident()
         self.current: NativeTask[Any] | None = None
         self.now = now
 
-    def schedule(self, task: NativeTask[Any]) -> None:
-        # Only the owning thread touches `ready`; any other thread goes through the inbox.
-        if get_ident() == self.owner:
-            self.ready.append(task)
-        else:
-            with self.cond:
-                self.inbox.append(task)
-                self.cond.notify()
+    def post(self, fn: Callable[[], object]) -> None:
+        with self.cond:
+            self.inbox.append(fn)
+            self.cond.notify()
 
     def drain_inbox(self) -> None:
         with self.cond:
             inbox = self.inbox
             self.inbox = []
-        self.ready.extend(inbox)
+        for fn in inbox:
+            fn()
 
     def wait_inbox(self, timeout: float | None) -> None:
         with self.cond:
@@ -135,8 +139,32 @@ class SingleThreaded(NativeRuntime):
         """Return the current time on the injected clock."""
         return self._clock.now()
 
+    _task_class = LocalTask
+
     def _spawn_target(self) -> _Loop:
         return self._loop
+
+    def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> NativeTask[T]:
+        """Schedule ``coro`` as a new task; callable from any thread. See `anyrt.Executor`."""
+        loop = self._loop
+        if type(coro) is CoroutineType and name is None and not self._closed:
+            task: NativeTask[T] = LocalTask(coro, coro.__qualname__, loop, self, copy_context())
+        else:
+            task = self._new_task(coro, name, loop, "spawn")
+        if get_ident() == loop.owner:
+            self._tasks[task] = None
+            loop.ready.append(task)
+        else:
+            loop.post(partial(self._adopt, task))
+        return task
+
+    def _adopt(self, task: NativeTask[Any]) -> None:
+        self._tasks[task] = None
+        self._loop.ready.append(task)
+
+    def _forget(self, task: NativeTask[Any]) -> None:
+        # Only the loop thread finishes tasks, and only it touches the registry.
+        self._tasks.pop(task, None)
 
     def _current(self) -> tuple[NativeTask[Any], Worker] | None:
         loop = self._loop
@@ -158,7 +186,9 @@ class SingleThreaded(NativeRuntime):
 
     # -- Executor -------------------------------------------------------------------
 
-    def spawn_local(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> NativeTask[T]:
+    def spawn_local(
+        self, coro: Coroutine[Any, Any, T], *, name: str | None = None
+    ) -> NativeTask[T]:
         """Spawn ``coro`` on this thread; every task here already is local.
 
         Raises:
@@ -200,7 +230,7 @@ class SingleThreaded(NativeRuntime):
         main = self._new_task(coro, None, self._loop, "block_on")
         self._enter()
         try:
-            self._loop.ready.append(main)
+            self._adopt(main)
             self._run_until(main)
         finally:
             self._exit()
@@ -232,6 +262,7 @@ class SingleThreaded(NativeRuntime):
         popleft = ready.popleft
         append = ready.append
         timers = loop.timers
+        heap = timers._heap
         now = self._clock.now
         rng = self._rng
         tasks = self._tasks
@@ -243,7 +274,7 @@ class SingleThreaded(NativeRuntime):
                 if not timers.fire_due(now()):
                     self._idle(main)
                 continue
-            if timers:
+            if heap:
                 timers.fire_due(now())
             if rng is None:
                 for _ in range(count):
@@ -342,7 +373,7 @@ class SingleThreaded(NativeRuntime):
         for _ in range(_SHUTDOWN_ROUNDS):
             for task in list(self._tasks):
                 task.cancel()
-            self._loop.ready.append(self._new_task(self._network.aclose(), "close", self._loop, "close"))
+            self._adopt(self._new_task(self._network.aclose(), "close", self._loop, "close"))
             try:
                 self._run_until(None)
             except Deadlock:
@@ -369,7 +400,9 @@ def _make_clock(clock: object, idle: Callable[[float], None] | None) -> Clock:
     if clock in ("real", "monotonic"):
         return MonotonicClock()
     if isinstance(clock, str):
-        raise ValueError(f"clock must be 'virtual', 'real', a Clock or a now() callable, not {clock!r}")
+        raise ValueError(  # noqa: TRY004 - a str is the right type, just not a known name
+            f"clock must be 'virtual', 'real', a Clock or a now() callable, not {clock!r}"
+        )
     if isinstance(clock, Clock):
         if idle is not None:
             raise TypeError("idle= goes with a now() callable as clock, not with a Clock object")

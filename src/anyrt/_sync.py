@@ -12,10 +12,15 @@ from threading import Lock as _ThreadLock
 from types import TracebackType
 from typing import Any, final
 
-from ._protocols import Executor
+from ._protocols import Executor, Receiver, Sender
 from ._validate import check_positive_int
 
 __all__ = ["Event", "Lock", "Semaphore"]
+
+
+def _oneshot(executor: Executor) -> tuple[Sender[Any], Receiver[Any]]:
+    pair: tuple[Sender[Any], Receiver[Any]] = executor.oneshot()
+    return pair
 
 
 def _check_executor(executor: object, what: str) -> Executor:
@@ -65,7 +70,7 @@ class Event:
         """Wait until the flag is set (return at once if it is)."""
         if self._flag:
             return
-        sender, receiver = self._executor.oneshot()
+        sender, receiver = _oneshot(self._executor)
         with self._lock:
             if self._flag:
                 return
@@ -129,7 +134,7 @@ class Lock(_Acquirable):
             if not self._locked:
                 self._locked = True
                 return
-            sender, receiver = self._executor.oneshot()
+            sender, receiver = _oneshot(self._executor)
             self._waiters.append(sender)
         await receiver  # ownership is handed over with the value
 
@@ -180,7 +185,7 @@ class Semaphore(_Acquirable):
             if self._value > 0 and not self._waiters:
                 self._value -= 1
                 return
-            sender, receiver = self._executor.oneshot()
+            sender, receiver = _oneshot(self._executor)
             self._waiters.append(sender)
         await receiver
 

@@ -23,8 +23,13 @@ a usage error, reported as a `TypeError` thrown back into the coroutine.
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
-from collections.abc import Coroutine, Generator
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator
+from functools import partial
+from threading import get_ident
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
@@ -49,7 +54,9 @@ class YieldNow:
     __slots__ = ()
 
     def __await__(self) -> Generator[Any, None, None]:
-        return iter(_YIELD_TUPLE)
+        # A tuple iterator yields the sentinel once and then returns None: the cheapest
+        # possible awaitable, which is why it is not a generator.
+        return iter(_YIELD_TUPLE)  # type: ignore[return-value]
 
 
 YIELD: Final = YieldNow()
@@ -67,10 +74,21 @@ class Worker(Protocol):
 
 
 class Scheduler(Protocol):
-    """Where a task goes when it becomes ready; `schedule` is called from any thread."""
+    """Where a `SharedTask` goes when it becomes ready; called from any thread."""
 
     def schedule(self, task: NativeTask[Any]) -> None:
         """Queue ``task`` to run."""
+        ...
+
+
+class LocalLoop(Protocol):
+    """The loop a `LocalTask` is confined to."""
+
+    owner: int
+    ready: deque[NativeTask[Any]]
+
+    def post(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the loop's thread soon; safe from any thread."""
         ...
 
 
@@ -128,21 +146,22 @@ def foreign_yield_error(obj: object, runtime_name: str) -> TypeError:
     )
 
 
-class NativeTask(Generic[T]):
+class NativeTask(ABC, Generic[T]):
     """The join handle of a coroutine spawned on a native anyrt runtime.
 
     Implements the `anyrt.Task` protocol. Create tasks with ``runtime.spawn()``.
+    The state transitions live in the two subclasses: `SharedTask` (guarded by a
+    lock, for tasks that migrate between threads) and `LocalTask` (confined to one
+    loop thread, lock-free).
     """
 
     __slots__ = (
         "__weakref__",
-        "_cancel_exc",
         "_context",
         "_coro",
         "_detached",
         "_exc",
         "_guard",
-        "_lock",
         "_notified",
         "_result",
         "_sched",
@@ -153,11 +172,17 @@ class NativeTask(Generic[T]):
         "name",
     )
 
+    _sched: Any
+    _throw: BaseException | None
+    _result: T
+    _exc: BaseException | None
+    _guard: _FailureGuard | None
+
     def __init__(
         self,
         coro: Coroutine[Any, Any, T],
         name: str,
-        sched: Scheduler,
+        sched: Any,
         sink: ErrorSink,
         context: contextvars.Context,
     ) -> None:
@@ -166,93 +191,80 @@ class NativeTask(Generic[T]):
         self._sched = sched
         self._sink = sink
         self._context = context
-        self._lock = threading.Lock()
         self._state = SCHEDULED
         self._notified = False
-        self._cancel_exc: BaseException | None = None
-        self._throw: BaseException | None = None
-        self._result: T | None = None
-        self._exc: BaseException | None = None
+        # What to throw in at the next resumption: a cancellation, or a TypeError for
+        # a foreign yield. `_result`, `_exc` and `_guard` are set by `_finish`.
+        self._throw = None
         self._waiters: dict[NativeTask[Any], None] | None = None
         self._detached = False
-        self._guard: _FailureGuard | None = None
 
     def __repr__(self) -> str:
         return f"<anyrt task {self.name!r} {_STATE_NAMES[self._state]}>"
 
-    # -- waking and running (called by traps and workers) -------------------------
+    # -- implemented by the subclasses -------------------------------------------------
 
+    @abstractmethod
     def wake(self) -> None:
         """Make the task runnable; safe from any thread, idempotent."""
-        with self._lock:
-            state = self._state
-            if state != PARKED:
-                if state == RUNNING:
-                    self._notified = True
-                return
-            self._state = SCHEDULED
-        self._sched.schedule(self)
 
+    @abstractmethod
     def step(self, worker: Worker) -> bool:
-        """Run the coroutine to its next suspension point.
-
-        Called only by the worker that popped the task from a run queue.
+        """Run the coroutine to its next suspension point (only the popping worker calls).
 
         Returns:
             True if the task must be queued again right away (it yielded, or it was
             woken while it ran); False if it parked or finished.
         """
-        with self._lock:
-            self._state = RUNNING
-            self._notified = False
-            exc = self._cancel_exc
-            if exc is None:
-                exc = self._throw
-                self._throw = None
-            else:
-                self._cancel_exc = None
-        coro = self._coro
+
+    @abstractmethod
+    def _cancel_with(self, exc: BaseException) -> bool:
+        """Throw ``exc`` in at the next suspension point; False if already done."""
+
+    @abstractmethod
+    def _join(self, waiter: NativeTask[Any]) -> None:
+        """Wake ``waiter`` when this task ends (at once if it has)."""
+
+    @abstractmethod
+    def _unjoin(self, waiter: NativeTask[Any]) -> None:
+        """Forget ``waiter`` (its join was cancelled)."""
+
+    # -- shared pieces ------------------------------------------------------------------
+
+    def _resume(self, exc: BaseException | None) -> object:
+        """Send into (or throw into) the coroutine; finish the task if it ends.
+
+        Returns:
+            The yielded trap, or `_ENDED`.
+        """
         try:
             if exc is None:
-                trap = self._context.run(coro.send, None)
-            else:
-                trap = self._context.run(coro.throw, exc)
+                return self._context.run(self._coro.send, None)
+            return self._context.run(self._coro.throw, exc)
         except StopIteration as stop:
             self._finish(stop.value, None)
-            return False
-        except BaseException as error:  # noqa: BLE001 - every failure is kept for the joiner
+        except BaseException as error:
             self._finish(None, error)
-            return False
-        if trap is YIELD:
-            with self._lock:
-                self._state = SCHEDULED
-            return True
+        return _ENDED
+
+    def _park_on(self, trap: object, worker: Worker) -> None:
         park = getattr(trap, "_anyrt_park", None)
         if park is None:
             self._throw = foreign_yield_error(trap, getattr(self._sink, "name", "native"))
         else:
             park(self, worker)
-        with self._lock:
-            if self._notified or self._cancel_exc is not None or self._throw is not None:
-                self._state = SCHEDULED
-                return True
-            self._state = PARKED
-            return False
 
     def _finish(self, result: Any, exc: BaseException | None) -> None:
         self._coro = None  # type: ignore[assignment]  # drop the frame early
+        self._result = result
+        self._exc = exc
+        self._guard = None
         if exc is not None:
-            # The traceback's first frame is step(); skip it so reports start in user code.
-            if exc.__traceback__ is not None and exc.__traceback__.tb_next is not None:
-                exc.__traceback__ = exc.__traceback__.tb_next
-            self._exc = exc
-        else:
-            self._result = result
-        with self._lock:
-            self._state = DONE
-            waiters = self._waiters
-            self._waiters = None
-            self._cancel_exc = None
+            # The traceback's first frame is ours; skip it so reports start in user code.
+            tb = exc.__traceback__
+            if tb is not None and tb.tb_next is not None:
+                exc.__traceback__ = tb.tb_next
+        waiters = self._mark_done()
         self._sink._forget(self)
         if exc is not None and not isinstance(exc, Cancelled):
             if self._detached:
@@ -263,62 +275,61 @@ class NativeTask(Generic[T]):
             for waiter in waiters:
                 waiter.wake()
 
-    # -- cancellation -------------------------------------------------------------
-
-    def cancel(self) -> bool:
-        """Request cancellation at the next suspension point; False if already done."""
-        return self._cancel_with(Cancelled(f"task {self.name!r} was cancelled"))
-
-    def _cancel_with(self, exc: BaseException) -> bool:
-        with self._lock:
-            state = self._state
-            if state == DONE:
-                return False
-            pending = self._cancel_exc
-            # An explicit cancel outranks a timeout's; never downgrade.
-            if pending is None or getattr(pending, "_anyrt_scope", None) is not None:
-                self._cancel_exc = exc
-            if state == RUNNING:
-                self._notified = True
-                return True
-            if state == SCHEDULED:
-                return True
-            self._state = SCHEDULED
-        self._sched.schedule(self)
-        return True
-
-    def _retract_cancel(self, scope: object) -> None:
-        """Drop a pending, undelivered cancellation that ``scope`` requested."""
-        with self._lock:
-            pending = self._cancel_exc
-            if pending is not None and getattr(pending, "_anyrt_scope", None) is scope:
-                self._cancel_exc = None
+    def _mark_done(self) -> dict[NativeTask[Any], None] | None:
+        self._state = DONE
+        self._throw = None
+        waiters = self._waiters
+        self._waiters = None
+        return waiters
 
     def _repend_cancel(self, exc: BaseException) -> None:
-        """Deliver ``exc`` again at the next suspension point (a value beat it)."""
-        with self._lock:
-            if self._cancel_exc is None:
-                self._cancel_exc = exc
+        """Deliver ``exc`` again at the next suspension point (a value beat it).
 
-    # -- the Task protocol --------------------------------------------------------
+        Called only from the task itself.
+        """
+        if self._throw is None:
+            self._throw = exc
+
+    def _retract_cancel(self, scope: object) -> None:
+        """Drop a pending, undelivered cancellation that ``scope`` requested.
+
+        Called only from the task itself.
+        """
+        pending = self._throw
+        if pending is not None and getattr(pending, "_anyrt_scope", None) is scope:
+            self._throw = None
+
+    def _take_throw(self) -> BaseException | None:
+        exc = self._throw
+        if exc is not None:
+            self._throw = None
+        return exc
+
+    # -- the Task protocol --------------------------------------------------------------
+
+    def cancel(self) -> bool:
+        """Request cancellation at the next suspension point; False if already done.
+
+        Safe from any thread.
+        """
+        return self._cancel_with(Cancelled(f"task {self.name!r} was cancelled"))
 
     def done(self) -> bool:
         """Return True once the task has finished."""
         return self._state == DONE
 
-    def detach(self) -> None:
-        """Stop caring: a failure goes to the runtime's error handler."""
-        with self._lock:
-            self._detached = True
-            guard = self._guard
-            self._guard = None
-        if guard is not None and guard.armed:
-            guard.armed = False
-            self._sink._report(TaskError(self.name, guard.exc, "detached"))
-
     def cancelled(self) -> bool:
         """Return True if the task finished by being cancelled."""
         return self._state == DONE and isinstance(self._exc, Cancelled)
+
+    def detach(self) -> None:
+        """Stop caring about the result: a failure goes to the runtime's error handler."""
+        self._detached = True
+        guard = getattr(self, "_guard", None)
+        if guard is not None and guard.armed:
+            guard.armed = False
+            self._guard = None
+            self._sink._report(TaskError(self.name, guard.exc, "detached"))
 
     def result(self) -> T:
         """Return the result of a finished task, or raise its exception.
@@ -330,7 +341,7 @@ class NativeTask(Generic[T]):
             raise RuntimeError(f"task {self.name!r} has not finished; await it instead")
         exc = self._exc
         if exc is None:
-            return self._result  # type: ignore[return-value]
+            return self._result
         guard = self._guard
         if guard is not None:
             guard.armed = False
@@ -350,24 +361,238 @@ class NativeTask(Generic[T]):
                 raise
         return self.result()
 
-    def _add_waiter(self, waiter: NativeTask[Any]) -> bool:
-        """Register ``waiter`` to be woken when this task ends; False if it has ended."""
-        with self._lock:
-            if self._state == DONE:
-                return False
-            if self._waiters is None:
-                self._waiters = {}
-            self._waiters[waiter] = None
-            return True
+    def where(self) -> str:
+        """Describe where the task is suspended."""
+        return describe_suspension(self._coro)
 
-    def _remove_waiter(self, waiter: NativeTask[Any]) -> None:
+
+_ENDED: Final = object()
+
+
+class SharedTask(NativeTask[T]):
+    """A task that may be woken, cancelled and run from any thread (work stealing).
+
+    Every state transition happens under the task's own lock. A wake that arrives
+    while the task is RUNNING only sets ``notified``, and the worker requeues the task
+    when its step ends: no wake-up is lost and no two threads run the task at once.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(
+        self,
+        coro: Coroutine[Any, Any, T],
+        name: str,
+        sched: Scheduler,
+        sink: ErrorSink,
+        context: contextvars.Context,
+    ) -> None:
+        super().__init__(coro, name, sched, sink, context)
+        self._lock = threading.Lock()
+
+    def wake(self) -> None:
+        """Make the task runnable; safe from any thread, idempotent."""
+        with self._lock:
+            state = self._state
+            if state != PARKED:
+                if state == RUNNING:
+                    self._notified = True
+                return
+            self._state = SCHEDULED
+        self._sched.schedule(self)
+
+    def step(self, worker: Worker) -> bool:
+        """Run to the next suspension point; see `NativeTask.step`."""
+        with self._lock:
+            self._state = RUNNING
+            self._notified = False
+            exc = self._take_throw()
+        trap = self._resume(exc)
+        if trap is _ENDED:
+            return False
+        if trap is YIELD:
+            with self._lock:
+                self._state = SCHEDULED
+            return True
+        self._park_on(trap, worker)
+        with self._lock:
+            if self._notified or self._throw is not None:
+                self._state = SCHEDULED
+                return True
+            self._state = PARKED
+            return False
+
+    def _mark_done(self) -> dict[NativeTask[Any], None] | None:
+        with self._lock:
+            return super()._mark_done()
+
+    def _cancel_with(self, exc: BaseException) -> bool:
+        with self._lock:
+            state = self._state
+            if state == DONE:
+                return False
+            _set_cancel(self, exc)
+            if state == RUNNING:
+                self._notified = True
+                return True
+            if state == SCHEDULED:
+                return True
+            self._state = SCHEDULED
+        self._sched.schedule(self)
+        return True
+
+    def _repend_cancel(self, exc: BaseException) -> None:
+        with self._lock:
+            super()._repend_cancel(exc)
+
+    def _retract_cancel(self, scope: object) -> None:
+        with self._lock:
+            super()._retract_cancel(scope)
+
+    def _join(self, waiter: NativeTask[Any]) -> None:
+        with self._lock:
+            if self._state != DONE:
+                if self._waiters is None:
+                    self._waiters = {}
+                self._waiters[waiter] = None
+                return
+        waiter.wake()
+
+    def _unjoin(self, waiter: NativeTask[Any]) -> None:
         with self._lock:
             if self._waiters is not None:
                 self._waiters.pop(waiter, None)
 
-    def where(self) -> str:
-        """Describe where the task is suspended: ``function (file:line)``."""
-        return describe_suspension(self._coro)
+    def detach(self) -> None:
+        """Stop caring about the result: a failure goes to the runtime's error handler."""
+        with self._lock:
+            self._detached = True
+        super().detach()
+
+
+class LocalTask(NativeTask[T]):
+    """A task confined to one loop thread (``single-threaded``, ``thread-per-core``).
+
+    Its state is only ever touched by the loop's own thread, so it needs no lock.
+    Another thread that wakes, cancels or joins it posts the operation to the loop,
+    which applies it on its own thread.
+    """
+
+    __slots__ = ()
+
+    _sched: LocalLoop
+
+    def wake(self) -> None:
+        """Make the task runnable; safe from any thread, idempotent."""
+        sched = self._sched
+        if get_ident() != sched.owner:
+            sched.post(self._wake_here)
+            return
+        state = self._state
+        if state == PARKED:
+            self._state = SCHEDULED
+            sched.ready.append(self)
+        elif state == RUNNING:
+            self._notified = True
+
+    def _wake_here(self) -> None:
+        state = self._state
+        if state == PARKED:
+            self._state = SCHEDULED
+            self._sched.ready.append(self)
+        elif state == RUNNING:  # pragma: no cover - posts run between steps
+            self._notified = True
+
+    def step(self, worker: Worker) -> bool:
+        """Run to the next suspension point; see `NativeTask.step`."""
+        # The hot path of every native backend: `_resume` and `_park_on` are inlined.
+        self._state = RUNNING
+        self._notified = False
+        exc = self._throw
+        try:
+            if exc is None:
+                trap = self._context.run(self._coro.send, None)
+            else:
+                self._throw = None
+                trap = self._context.run(self._coro.throw, exc)
+        except StopIteration as stop:
+            self._finish(stop.value, None)
+            return False
+        except BaseException as error:
+            self._finish(None, error)
+            return False
+        if trap is YIELD:
+            self._state = SCHEDULED
+            return True
+        try:
+            park = trap._anyrt_park
+        except AttributeError:
+            self._throw = foreign_yield_error(trap, getattr(self._sink, "name", "native"))
+        else:
+            park(self, worker)
+        if self._notified or self._throw is not None:
+            self._state = SCHEDULED
+            return True
+        self._state = PARKED
+        return False
+
+    def _cancel_with(self, exc: BaseException) -> bool:
+        if get_ident() != self._sched.owner:
+            if self._state == DONE:
+                return False
+            self._sched.post(partial(self._cancel_here, exc))
+            return True
+        return self._cancel_here(exc)
+
+    def _cancel_here(self, exc: BaseException) -> bool:
+        state = self._state
+        if state == DONE:
+            return False
+        _set_cancel(self, exc)
+        if state == PARKED:
+            self._state = SCHEDULED
+            self._sched.ready.append(self)
+        elif state == RUNNING:
+            self._notified = True
+        return True
+
+    def _join(self, waiter: NativeTask[Any]) -> None:
+        if get_ident() != self._sched.owner:
+            self._sched.post(partial(self._join_here, waiter))
+        else:
+            self._join_here(waiter)
+
+    def _join_here(self, waiter: NativeTask[Any]) -> None:
+        if self._state == DONE:
+            waiter.wake()
+            return
+        if self._waiters is None:
+            self._waiters = {}
+        self._waiters[waiter] = None
+
+    def _unjoin(self, waiter: NativeTask[Any]) -> None:
+        if get_ident() != self._sched.owner:
+            self._sched.post(partial(self._unjoin_here, waiter))
+        else:
+            self._unjoin_here(waiter)
+
+    def _unjoin_here(self, waiter: NativeTask[Any]) -> None:
+        if self._waiters is not None:
+            self._waiters.pop(waiter, None)
+
+    def detach(self) -> None:
+        """Stop caring about the result: a failure goes to the runtime's error handler."""
+        if get_ident() != self._sched.owner:
+            self._sched.post(super().detach)
+        else:
+            super().detach()
+
+
+def _set_cancel(task: NativeTask[Any], exc: BaseException) -> None:
+    # An explicit cancel outranks a timeout's (which carries a scope); never downgrade.
+    pending = task._throw
+    if pending is None or getattr(pending, "_anyrt_scope", None) is not None:
+        task._throw = exc
 
 
 class _Join:
@@ -380,26 +605,42 @@ class _Join:
         self.waiter: NativeTask[Any] | None = None
 
     def _anyrt_park(self, task: NativeTask[Any], worker: Worker) -> None:
-        self.waiter = task
-        if not self.target._add_waiter(task):
+        if self.waiter is None:
+            self.waiter = task
+            self.target._join(task)
+        elif self.target._state == DONE:  # pragma: no cover - a spurious re-park
             task.wake()
 
     def drop(self) -> None:
         if self.waiter is not None:
-            self.target._remove_waiter(self.waiter)
+            self.target._unjoin(self.waiter)
+
+
+_PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__))
 
 
 def describe_suspension(coro: Any) -> str:
-    """Follow a coroutine's await chain to the innermost frame and describe it."""
-    frame_desc = "not started"
+    """Follow a coroutine's await chain and say where it is suspended.
+
+    Names the innermost frame of user code (outside anyrt), and what it awaits
+    inside anyrt if anything: ``"worker (app.py:12), awaiting NativeReceiver.__await__"``.
+    """
+    user = inner = None
     seen = 0
     while coro is not None and seen < 100:
         seen += 1
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
         if frame is not None:
-            frame_desc = f"{frame.f_code.co_qualname} ({frame.f_code.co_filename}:{frame.f_lineno})"
+            code = frame.f_code
+            inner = f"{code.co_qualname} ({code.co_filename}:{frame.f_lineno})"
+            if not code.co_filename.startswith(_PACKAGE_DIR):
+                user = inner
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return frame_desc
+    if inner is None:
+        return "not started"
+    if user is None or user == inner:
+        return inner
+    return f"{user}, awaiting {inner.split(' (')[0]}"
 
 
 def check_coroutine(coro: object, method: str) -> None:

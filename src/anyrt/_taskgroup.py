@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Coroutine
+from contextlib import suppress
 from threading import Lock as _ThreadLock
 from types import TracebackType
-from typing import Any, TypeVar, final
-
-from typing_extensions import Self
+from typing import Any, Self, TypeVar, final
 
 from ._exceptions import Cancelled
 from ._protocols import Executor, Sender, Task
-from ._sync import _check_executor
+from ._sync import _check_executor, _oneshot
 from ._task import check_coroutine
 
 __all__ = ["TaskGroup"]
@@ -73,7 +72,7 @@ class TaskGroup:
             RuntimeError: the group is not inside its ``async with`` block.
         """
         check_coroutine(coro, "TaskGroup.spawn")
-        if self._state != "open" and self._state != "exiting":
+        if self._state not in {"open", "exiting"}:
             coro.close()
             raise RuntimeError(
                 f"TaskGroup.spawn() needs an active group (this one is {self._state}); "
@@ -142,7 +141,7 @@ class TaskGroup:
                     self._errors.append(exc)
             self._cancel_children()
         while True:
-            sender, receiver = self._executor.oneshot()
+            sender, receiver = _oneshot(self._executor)
             with self._lock:
                 if self._pending == 0:
                     break
@@ -157,8 +156,9 @@ class TaskGroup:
         await self._observe_children()
         if self._errors:
             errors = list(self._errors)
-            if all(isinstance(error, Exception) for error in errors):
-                raise ExceptionGroup("unhandled errors in an anyrt.TaskGroup", errors) from None
+            plain = [error for error in errors if isinstance(error, Exception)]
+            if len(plain) == len(errors):
+                raise ExceptionGroup("unhandled errors in an anyrt.TaskGroup", plain) from None
             raise BaseExceptionGroup("unhandled errors in an anyrt.TaskGroup", errors) from None
         if cancelled is not None and cancelled is not exc:
             raise cancelled
@@ -167,8 +167,6 @@ class TaskGroup:
         # Their failures are reported through the group; mark each handle as seen so
         # the runtime's error handler does not report them a second time.
         for child in self._children:
-            try:
+            with suppress(BaseException):
                 await child
-            except BaseException:  # noqa: BLE001, S110 - reported through the group
-                pass
         self._children.clear()

@@ -11,9 +11,9 @@ with ``<=`` so that ``sleep_until(now())`` never waits for the next clock tick.
 from __future__ import annotations
 
 import heapq
-from abc import ABC, abstractmethod
 import itertools
 import math
+from abc import ABC, abstractmethod
 from typing import Final
 
 _COMPACT_MIN: Final = 64
@@ -90,10 +90,11 @@ class TimerQueue:
         return due
 
     def _compact(self) -> None:
-        live = [item for item in self._heap if not item[2].cancelled]
-        if len(live) * 2 < len(self._heap):
+        heap = self._heap
+        live = [item for item in heap if not item[2].cancelled]
+        if len(live) * 2 < len(heap):
             heapq.heapify(live)
-            self._heap = live
+            heap[:] = live  # in place: the owning loop holds a reference to the list
 
     def clear(self) -> None:
         """Drop every entry without firing it."""
