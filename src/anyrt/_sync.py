@@ -23,12 +23,21 @@ def _oneshot(executor: Executor) -> tuple[Sender[Any], Receiver[Any]]:
     return pair
 
 
+# isinstance() against a runtime-checkable Protocol inspects every member (microseconds
+# on 3.11); primitives are created on hot paths, so remember the types that passed.
+_EXECUTOR_TYPES: set[type] = set()
+
+
 def _check_executor(executor: object, what: str) -> Executor:
+    kind = type(executor)
+    if kind in _EXECUTOR_TYPES:
+        return executor  # type: ignore[return-value]
     if not isinstance(executor, Executor):
         raise TypeError(
             f"{what} takes an anyrt executor (for example anyrt.runtime()), "
             f"not {type(executor).__name__}"
         )
+    _EXECUTOR_TYPES.add(kind)
     return executor
 
 

@@ -1,0 +1,1 @@
+"""anyrt's benchmark workloads (`bench.workloads`) and their runner (`bench.run`)."""
