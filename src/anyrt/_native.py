@@ -18,7 +18,7 @@ from types import CoroutineType, TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
 from ._exceptions import Cancelled, TaskError
-from ._oneshot import NativeReceiver, NativeSender
+from ._oneshot import NativeOneshot
 from ._task import YIELD, NativeTask, Worker, check_coroutine
 from ._timers import TimerEntry
 from ._validate import check_deadline, check_seconds
@@ -143,10 +143,13 @@ class NativeRuntime(ABC):
     def block_on(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion on the calling thread; see `anyrt.Executor`."""
 
-    def oneshot(self) -> tuple[NativeSender[Any], NativeReceiver[Any]]:
-        """Return a connected (sender, receiver) pair; see `anyrt.Sender`."""
-        receiver: NativeReceiver[Any] = NativeReceiver()
-        return NativeSender(receiver), receiver
+    def oneshot(self) -> tuple[NativeOneshot[Any], NativeOneshot[Any]]:
+        """Return a connected (sender, receiver) pair; see `anyrt.Sender`.
+
+        Both are the same object, which implements both halves.
+        """
+        channel: NativeOneshot[Any] = NativeOneshot()
+        return channel, channel
 
     # -- Timer ----------------------------------------------------------------------
 

@@ -1,17 +1,28 @@
 """The native oneshot: one value, handed from any thread to one awaiting task.
 
-This is the one primitive every native park-and-wake goes through. The receiver's
-state is guarded by its own lock. If `send` wins a race with the receiving task's
-cancellation, the value is delivered anyway and the cancellation is re-armed for the
-task's next suspension point: `send` returning True is a promise of delivery, which
-lets `Lock` and `Channel` hand items over without ever losing one.
+This is the one primitive every native park-and-wake goes through. One object is both
+halves: `oneshot()` returns it twice, typed once as a `Sender` and once as a
+`Receiver`. Its state is guarded by a lock taken from a fixed pool of striped locks
+(no allocation per oneshot; critical sections are a few attribute writes and never
+take another lock).
+
+If `send` wins a race with the receiving task's cancellation, the value is delivered
+anyway and the cancellation is re-armed for the task's next suspension point: `send`
+returning True is a promise of delivery, which lets `Lock` and `Channel` hand items
+over without ever losing one.
+
+The receiver is its own awaitable iterator: ``await receiver`` calls `__next__` to
+start and on every resumption, and `throw` to deliver a cancellation, so no generator
+(and no frame) is created per await on the hottest wake path.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
+
+from typing_extensions import Self
 
 from ._exceptions import Cancelled, ClosedResourceError
 
@@ -24,67 +35,40 @@ _EMPTY: Final = 0
 _WAITING: Final = 1
 _SENT: Final = 2
 _CLOSED: Final = 3
+_STATE_NAMES: Final = ("empty", "waiting", "sent", "closed")
+
+_STRIPES: Final = 64
+_LOCKS: Final = tuple(threading.Lock() for _ in range(_STRIPES))
+_next_stripe = itertools.count().__next__
 
 
 @final
-class NativeReceiver(Generic[T]):
-    """The receiving half of a native oneshot; implements `anyrt.Receiver`."""
+class NativeOneshot(Generic[T]):
+    """Both halves of a native oneshot; implements `anyrt.Sender` and `anyrt.Receiver`."""
 
     __slots__ = ("_exc", "_lock", "_state", "_value", "_waiter")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _LOCKS[_next_stripe() % _STRIPES]
         self._state = _EMPTY
         self._value: T | None = None
         self._exc: BaseException | None = None
         self._waiter: NativeTask[Any] | None = None
 
     def __repr__(self) -> str:
-        state = ("empty", "waiting", "sent", "closed")[self._state]
-        return f"<anyrt Receiver {state}>"
+        return f"<anyrt oneshot {_STATE_NAMES[self._state]}>"
 
-    def __await__(self) -> Generator[Any, Any, T]:
-        state = self._state
-        if state != _SENT:
-            if state == _CLOSED:
-                raise ClosedResourceError(
-                    "this Receiver was closed (its task was cancelled, or close() was "
-                    "called); create a new oneshot()"
-                )
-            if state == _WAITING:
-                raise RuntimeError("a Receiver can be awaited by one task at a time")
-            try:
-                while self._state != _SENT:
-                    yield self
-            except BaseException as exc:
-                with self._lock:
-                    if self._state != _SENT:
-                        self._state = _CLOSED
-                        self._waiter = None
-                        raise
-                waiter = self._waiter
-                if not isinstance(exc, Cancelled) or waiter is None:
-                    raise
-                # The value arrived first: take it, and deliver the cancellation later.
-                waiter._repend_cancel(exc)
-        if self._exc is not None:
-            raise self._exc
-        return self._value  # type: ignore[return-value]
+    # -- the Sender half --------------------------------------------------------------
 
-    def _anyrt_park(self, task: NativeTask[Any], worker: Worker) -> None:
-        with self._lock:
-            if self._state != _SENT:
-                self._state = _WAITING
-                self._waiter = task
-                return
-        task.wake()
+    def send(self, value: T) -> bool:
+        """Deliver ``value``; False if the receiver is gone. Safe from any thread."""
+        return self._deliver(value, None)
 
-    def close(self) -> None:
-        """Give up on the value: a later `send` returns False."""
-        with self._lock:
-            if self._state != _SENT:
-                self._state = _CLOSED
-                self._waiter = None
+    def fail(self, exc: BaseException) -> bool:
+        """Deliver ``exc`` for the receiver to raise; False if the receiver is gone."""
+        if not isinstance(exc, BaseException):
+            raise TypeError(f"fail() takes an exception, not {type(exc).__name__}")
+        return self._deliver(None, exc)
 
     def _deliver(self, value: T | None, exc: BaseException | None) -> bool:
         with self._lock:
@@ -101,31 +85,60 @@ class NativeReceiver(Generic[T]):
             waiter.wake()
         return True
 
+    # -- the Receiver half ------------------------------------------------------------
 
-@final
-class NativeSender(Generic[T]):
-    """The sending half of a native oneshot; implements `anyrt.Sender`."""
+    def __await__(self) -> Self:
+        state = self._state
+        if state == _CLOSED:
+            raise ClosedResourceError(
+                "this Receiver was closed (its task was cancelled, or close() was "
+                "called); create a new oneshot()"
+            )
+        if state == _WAITING:
+            raise RuntimeError("a Receiver can be awaited by one task at a time")
+        return self
 
-    __slots__ = ("_receiver",)
+    def __iter__(self) -> Self:
+        return self
 
-    def __init__(self, receiver: NativeReceiver[T]) -> None:
-        self._receiver = receiver
+    def __next__(self) -> Self:
+        if self._state == _SENT:
+            exc = self._exc
+            if exc is not None:
+                raise exc
+            raise StopIteration(self._value)
+        return self  # the trap: the worker calls _anyrt_park
 
-    def __repr__(self) -> str:
-        return f"<anyrt Sender to {self._receiver!r}>"
+    def throw(self, exc: BaseException, *args: object) -> Self:
+        """A cancellation thrown in while waiting; a value that already arrived wins."""
+        with self._lock:
+            if self._state != _SENT:
+                self._state = _CLOSED
+                self._waiter = None
+                raise exc
+        waiter = self._waiter
+        if not isinstance(exc, Cancelled) or waiter is None:
+            raise exc
+        # The value arrived first: take it, and deliver the cancellation later.
+        waiter._repend_cancel(exc)
+        return self.__next__()
 
-    def send(self, value: T) -> bool:
-        """Deliver ``value``; False if the receiver is gone. Safe from any thread."""
-        return self._receiver._deliver(value, None)
+    def _anyrt_park(self, task: NativeTask[Any], worker: Worker) -> None:
+        with self._lock:
+            if self._state != _SENT:
+                self._state = _WAITING
+                self._waiter = task
+                return
+        task.wake()
 
-    def fail(self, exc: BaseException) -> bool:
-        """Deliver ``exc`` for the receiver to raise; False if the receiver is gone."""
-        if not isinstance(exc, BaseException):
-            raise TypeError(f"fail() takes an exception, not {type(exc).__name__}")
-        return self._receiver._deliver(None, exc)
+    def close(self) -> None:
+        """Give up on the value: a later `send` returns False."""
+        with self._lock:
+            if self._state != _SENT:
+                self._state = _CLOSED
+                self._waiter = None
 
 
-def native_oneshot() -> tuple[NativeSender[Any], NativeReceiver[Any]]:
-    """Return a connected native (sender, receiver) pair."""
-    receiver: NativeReceiver[Any] = NativeReceiver()
-    return NativeSender(receiver), receiver
+# The two halves are one object; these names say which role a value plays.
+NativeSender = NativeOneshot
+NativeReceiver = NativeOneshot

@@ -231,10 +231,28 @@ class SingleThreaded(NativeRuntime):
         self._enter()
         try:
             self._adopt(main)
-            self._run_until(main)
+            try:
+                self._run_until(main)
+            except Deadlock:
+                self._abandon(main)
+                raise
         finally:
             self._exit()
         return main.result()
+
+    def _abandon(self, main: NativeTask[Any]) -> None:
+        """Cancel a deadlocked main task and run its cleanup.
+
+        Its waits are withdrawn (a oneshot it awaited now refuses a late `send`), so a
+        value a plain thread hands over later is not delivered to a task nobody runs.
+        """
+        main.cancel()
+        try:
+            self._run_until(main)
+        except Deadlock:
+            return  # it caught the cancellation and parked again; close() deals with it
+        if main._exc is not None and not isinstance(main._exc, Cancelled):
+            main.detach()  # its cleanup failed: report that rather than lose it
 
     def _enter(self) -> None:
         if self._running:

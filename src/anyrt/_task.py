@@ -622,25 +622,33 @@ _PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__))
 def describe_suspension(coro: Any) -> str:
     """Follow a coroutine's await chain and say where it is suspended.
 
-    Names the innermost frame of user code (outside anyrt), and what it awaits
-    inside anyrt if anything: ``"worker (app.py:12), awaiting NativeReceiver.__await__"``.
+    Names the innermost frame of user code (outside anyrt), then the anyrt call it is
+    in and the object it awaits, e.g.
+    ``"consumer (app.py:12), in Channel.receive, awaiting <anyrt oneshot waiting>"``.
     """
-    user = inner = None
-    seen = 0
-    while coro is not None and seen < 100:
-        seen += 1
+    user: str | None = None
+    inner: str | None = None
+    awaited: object = None
+    for _ in range(100):
+        if coro is None:
+            break
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is not None:
-            code = frame.f_code
-            inner = f"{code.co_qualname} ({code.co_filename}:{frame.f_lineno})"
-            if not code.co_filename.startswith(_PACKAGE_DIR):
-                user = inner
+        if frame is None:
+            awaited = coro
+            break
+        code = frame.f_code
+        inner = f"{code.co_qualname} ({code.co_filename}:{frame.f_lineno})"
+        if not code.co_filename.startswith(_PACKAGE_DIR):
+            user = inner
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
     if inner is None:
         return "not started"
-    if user is None or user == inner:
-        return inner
-    return f"{user}, awaiting {inner.split(' (')[0]}"
+    parts = [user or inner]
+    if user is not None and inner != user:
+        parts.append(f"in {inner.split(' (')[0]}")
+    if awaited is not None:
+        parts.append(f"awaiting {awaited!r}")
+    return ", ".join(parts)
 
 
 def check_coroutine(coro: object, method: str) -> None:
