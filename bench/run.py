@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import platform
@@ -72,10 +73,10 @@ def raw_asyncio(loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = N
 
 RUNTIMES: dict[str, Runner] = {
     "single-threaded": anyrt_backend("single-threaded", real_clock={"clock": "real"}),
+    "work-stealing-1": anyrt_backend("work-stealing", workers=1),
+    "work-stealing-2": anyrt_backend("work-stealing", workers=2),
     "asyncio": raw_asyncio(),
-    # One line per runtime, for example:
-    #   "work-stealing": anyrt_backend("work-stealing"),
-    #   "uvloop": raw_asyncio(lambda: importlib.import_module("uvloop").new_event_loop()),
+    "uvloop": raw_asyncio(lambda: importlib.import_module("uvloop").new_event_loop()),
 }
 
 BASELINE = "asyncio"

@@ -18,7 +18,8 @@ from types import CoroutineType, TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
 from ._exceptions import Cancelled, TaskError
-from ._oneshot import NativeOneshot
+from ._oneshot import NativeReceiver, NativeSender
+from ._protocols import Receiver, Sender
 from ._task import YIELD, NativeTask, Worker, check_coroutine
 from ._timers import TimerEntry
 from ._validate import check_deadline, check_seconds
@@ -143,13 +144,13 @@ class NativeRuntime(ABC):
     def block_on(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion on the calling thread; see `anyrt.Executor`."""
 
-    def oneshot(self) -> tuple[NativeOneshot[Any], NativeOneshot[Any]]:
+    def oneshot(self) -> tuple[Sender[T], Receiver[T]]:
         """Return a connected (sender, receiver) pair; see `anyrt.Sender`.
 
-        Both are the same object, which implements both halves.
+        Safe from any thread; see `anyrt.Sender` for the delivery promise.
         """
-        channel: NativeOneshot[Any] = NativeOneshot()
-        return channel, channel
+        receiver: NativeReceiver[T] = NativeReceiver()
+        return NativeSender(receiver), receiver
 
     # -- Timer ----------------------------------------------------------------------
 

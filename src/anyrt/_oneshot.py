@@ -1,10 +1,10 @@
 """The native oneshot: one value, handed from any thread to one awaiting task.
 
-This is the one primitive every native park-and-wake goes through. One object is both
-halves: `oneshot()` returns it twice, typed once as a `Sender` and once as a
-`Receiver`. Its state is guarded by a lock taken from a fixed pool of striped locks
-(no allocation per oneshot; critical sections are a few attribute writes and never
-take another lock).
+This is the one primitive every native park-and-wake goes through. The receiver holds
+the state; the sender is a thin handle on it (the two stay separate objects: a driver
+that resumes an awaitable with ``.send(None)`` must never deliver a value). The state
+is guarded by a lock taken from a fixed pool of striped locks (no allocation per
+oneshot; critical sections are a few attribute writes and never take another lock).
 
 If `send` wins a race with the receiving task's cancellation, the value is delivered
 anyway and the cancellation is re-armed for the task's next suspension point: `send`
@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
-
-from typing_extensions import Self
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar, final
 
 from ._exceptions import Cancelled, ClosedResourceError
 
@@ -43,8 +42,8 @@ _next_stripe = itertools.count().__next__
 
 
 @final
-class NativeOneshot(Generic[T]):
-    """Both halves of a native oneshot; implements `anyrt.Sender` and `anyrt.Receiver`."""
+class NativeReceiver(Generic[T]):
+    """The receiving half of a native oneshot; implements `anyrt.Receiver`."""
 
     __slots__ = ("_exc", "_lock", "_state", "_value", "_waiter")
 
@@ -56,19 +55,7 @@ class NativeOneshot(Generic[T]):
         self._waiter: NativeTask[Any] | None = None
 
     def __repr__(self) -> str:
-        return f"<anyrt oneshot {_STATE_NAMES[self._state]}>"
-
-    # -- the Sender half --------------------------------------------------------------
-
-    def send(self, value: T) -> bool:
-        """Deliver ``value``; False if the receiver is gone. Safe from any thread."""
-        return self._deliver(value, None)
-
-    def fail(self, exc: BaseException) -> bool:
-        """Deliver ``exc`` for the receiver to raise; False if the receiver is gone."""
-        if not isinstance(exc, BaseException):
-            raise TypeError(f"fail() takes an exception, not {type(exc).__name__}")
-        return self._deliver(None, exc)
+        return f"<anyrt Receiver {_STATE_NAMES[self._state]}>"
 
     def _deliver(self, value: T | None, exc: BaseException | None) -> bool:
         with self._lock:
@@ -85,9 +72,7 @@ class NativeOneshot(Generic[T]):
             waiter.wake()
         return True
 
-    # -- the Receiver half ------------------------------------------------------------
-
-    def __await__(self) -> Self:
+    def __await__(self) -> Generator[Any, Any, T]:
         state = self._state
         if state == _CLOSED:
             raise ClosedResourceError(
@@ -96,7 +81,9 @@ class NativeOneshot(Generic[T]):
             )
         if state == _WAITING:
             raise RuntimeError("a Receiver can be awaited by one task at a time")
-        return self
+        # Not a generator but an iterator with send/throw/close, which is all `await`
+        # needs; typeshed only knows the generator spelling.
+        return self  # type: ignore[return-value]
 
     def __iter__(self) -> Self:
         return self
@@ -108,6 +95,10 @@ class NativeOneshot(Generic[T]):
                 raise exc
             raise StopIteration(self._value)
         return self  # the trap: the worker calls _anyrt_park
+
+    def send(self, _: object) -> Self:
+        """Resume the await (the iterator protocol); the value sent in is ignored."""
+        return self.__next__()
 
     def throw(self, exc: BaseException, *args: object) -> Self:
         """A cancellation thrown in while waiting; a value that already arrived wins."""
@@ -132,13 +123,34 @@ class NativeOneshot(Generic[T]):
         task.wake()
 
     def close(self) -> None:
-        """Give up on the value: a later `send` returns False."""
+        """Give up on the value: a later `send` returns False.
+
+        Also what ``coroutine.close()`` calls on the awaitable it is suspended in.
+        """
         with self._lock:
             if self._state != _SENT:
                 self._state = _CLOSED
                 self._waiter = None
 
 
-# The two halves are one object; these names say which role a value plays.
-NativeSender = NativeOneshot
-NativeReceiver = NativeOneshot
+@final
+class NativeSender(Generic[T]):
+    """The sending half of a native oneshot; implements `anyrt.Sender`."""
+
+    __slots__ = ("_receiver",)
+
+    def __init__(self, receiver: NativeReceiver[T]) -> None:
+        self._receiver = receiver
+
+    def __repr__(self) -> str:
+        return f"<anyrt Sender to {self._receiver!r}>"
+
+    def send(self, value: T) -> bool:
+        """Deliver ``value``; False if the receiver is gone. Safe from any thread."""
+        return self._receiver._deliver(value, None)
+
+    def fail(self, exc: BaseException) -> bool:
+        """Deliver ``exc`` for the receiver to raise; False if the receiver is gone."""
+        if not isinstance(exc, BaseException):
+            raise TypeError(f"fail() takes an exception, not {type(exc).__name__}")
+        return self._receiver._deliver(None, exc)

@@ -26,6 +26,7 @@ DEFAULT_BACKEND: Final = "single-threaded"
 
 _BUNDLED: Final = {
     "single-threaded": "anyrt._single_threaded:SingleThreaded",
+    "work-stealing": "anyrt._work_stealing:WorkStealing",
 }
 
 # Backends that live in other distributions: what to install to get them.

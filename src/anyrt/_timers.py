@@ -40,11 +40,14 @@ class TimerEntry(ABC):
 class TimerQueue:
     """A deadline-ordered heap of `TimerEntry` objects owned by one worker."""
 
-    __slots__ = ("_counter", "_heap")
+    __slots__ = ("_compact_at", "_counter", "_heap")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, TimerEntry]] = []
         self._counter = itertools.count()
+        # Cancelled entries are only dropped lazily; sweep them when the heap has
+        # doubled since the last sweep, so sweeping costs O(1) per push, amortised.
+        self._compact_at = _COMPACT_MIN
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -53,7 +56,7 @@ class TimerQueue:
         """Add ``entry``; the counter keeps equal deadlines in insertion order."""
         heap = self._heap
         heapq.heappush(heap, (entry.deadline, next(self._counter), entry))
-        if len(heap) > _COMPACT_MIN and len(heap) & 0xFF == 0:
+        if len(heap) > self._compact_at:
             self._compact()
 
     def next_deadline(self) -> float:
@@ -92,9 +95,10 @@ class TimerQueue:
     def _compact(self) -> None:
         heap = self._heap
         live = [item for item in heap if not item[2].cancelled]
-        if len(live) * 2 < len(heap):
+        if len(live) < len(heap):
             heapq.heapify(live)
             heap[:] = live  # in place: the owning loop holds a reference to the list
+        self._compact_at = max(2 * len(heap), _COMPACT_MIN)
 
     def clear(self) -> None:
         """Drop every entry without firing it."""

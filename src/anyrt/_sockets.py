@@ -1,0 +1,292 @@
+"""TCP and Unix-domain streams and listeners on real sockets, for the OS backends.
+
+Written once against a runtime that has `wait_readable`/`wait_writable` and
+`spawn_blocking`: every socket is non-blocking, each operation is tried first and
+waits for readiness only when the OS says it would block.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Protocol, Self, final
+
+from ._exceptions import ClosedResourceError
+from ._listener import serve_listener
+from ._protocols import ByteStream, FileDescriptorLike, FullExecutor
+from ._validate import check_positive_int
+
+_LISTEN_BACKLOG = 1024
+
+
+class SocketRuntime(FullExecutor, Protocol):
+    """What the socket layer needs from a runtime."""
+
+    async def wait_readable(self, sock: FileDescriptorLike) -> None: ...
+
+    async def wait_writable(self, sock: FileDescriptorLike) -> None: ...
+
+    def _notify_closing(self, sock: socket.socket) -> None: ...
+
+
+@final
+class SocketStream:
+    """A connected TCP or Unix socket; implements `anyrt.ByteStream`."""
+
+    __slots__ = ("_closed", "_runtime", "socket")
+
+    def __init__(self, runtime: SocketRuntime, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._runtime = runtime
+        self.socket = sock
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<anyrt SocketStream fd={self.socket.fileno()}>"
+
+    def _check_open(self, method: str) -> None:
+        if self._closed:
+            raise ClosedResourceError(f"{method}() on a closed stream")
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        """Return up to ``max_bytes`` bytes; ``b""`` at EOF."""
+        check_positive_int(max_bytes, "receive(max_bytes)")
+        self._check_open("receive")
+        sock = self.socket
+        while True:
+            try:
+                return sock.recv(max_bytes)
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:
+                self._raise_if_closed(exc)
+                raise
+            await self._runtime.wait_readable(sock)
+
+    async def send(self, data: bytes) -> None:
+        """Send all of ``data``, waiting while the socket buffer is full."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"send() takes bytes, not {type(data).__name__}")
+        self._check_open("send")
+        sock = self.socket
+        view = memoryview(data).cast("B")
+        while view:
+            try:
+                sent = sock.send(view)
+            except (BlockingIOError, InterruptedError):
+                await self._runtime.wait_writable(sock)
+                continue
+            except OSError as exc:
+                self._raise_if_closed(exc)
+                raise
+            view = view[sent:]
+
+    def _raise_if_closed(self, exc: OSError) -> None:
+        if self._closed or exc.errno == errno.EBADF:
+            raise ClosedResourceError("the stream was closed") from exc
+
+    async def send_eof(self) -> None:
+        """Half-close: shut down the sending direction."""
+        self._check_open("send_eof")
+        try:
+            self.socket.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                raise
+
+    async def aclose(self) -> None:
+        """Close the socket, waking any task waiting on it; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._runtime._notify_closing(self.socket)
+        self.socket.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+@final
+class SocketListener:
+    """A listening socket; implements `anyrt.Listener`."""
+
+    __slots__ = ("_closed", "_runtime", "socket")
+
+    def __init__(self, runtime: SocketRuntime, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._runtime = runtime
+        self.socket = sock
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<anyrt SocketListener {self.socket.getsockname()!r}>"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound ``(host, port)`` (for a Unix socket: ``(path, 0)``)."""
+        name = self.socket.getsockname()
+        if isinstance(name, str):
+            return (name, 0)
+        return (str(name[0]), int(name[1]))
+
+    async def accept(self) -> SocketStream:
+        """Wait for the next connection."""
+        while True:
+            if self._closed:
+                raise ClosedResourceError("accept() on a closed listener")
+            try:
+                conn, _ = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:
+                if self._closed or exc.errno == errno.EBADF:
+                    raise ClosedResourceError("the listener was closed") from exc
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                continue  # ECONNABORTED and friends: that connection is gone, go on
+            else:
+                return SocketStream(self._runtime, conn)
+            await self._runtime.wait_readable(self.socket)
+
+    async def serve(self, handler: Callable[[ByteStream], Awaitable[object]]) -> None:
+        """Accept until closed or cancelled, spawning ``handler(stream)`` per connection."""
+        await serve_listener(self, self._runtime, handler)
+
+    async def aclose(self) -> None:
+        """Stop listening; a task waiting in `accept` gets `ClosedResourceError`."""
+        if self._closed:
+            return
+        self._closed = True
+        self._runtime._notify_closing(self.socket)
+        self.socket.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _check_port(port: object) -> int:
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, not {type(port).__name__}")
+    if not 0 <= port <= 65535:
+        raise OverflowError(f"port must be 0-65535, got {port}")
+    return port
+
+
+async def _resolve(
+    runtime: SocketRuntime, host: str, port: int, *, passive: bool = False
+) -> list[tuple[Any, ...]]:
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, not {type(host).__name__}")
+    flags = socket.AI_PASSIVE if passive else 0
+    infos: list[tuple[Any, ...]] = await runtime.spawn_blocking(
+        socket.getaddrinfo, host or None, port, 0, socket.SOCK_STREAM, 0, flags
+    )
+    return infos
+
+
+async def connect_tcp(runtime: SocketRuntime, host: str, port: int) -> SocketStream:
+    """Resolve ``host`` in the blocking pool and try every address in turn.
+
+    Raises:
+        ConnectionRefusedError: every address refused.
+        OSError: the last other error, as the OS reported it.
+    """
+    port = _check_port(port)
+    infos = await _resolve(runtime, host, port)
+    last: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await _connect(runtime, sock, address)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return SocketStream(runtime, sock)
+    if last is None:  # pragma: no cover - getaddrinfo raises rather than return nothing
+        raise OSError(errno.EHOSTUNREACH, f"no address found for {host!r}")
+    raise last
+
+
+async def _connect(runtime: SocketRuntime, sock: socket.socket, address: Any) -> None:
+    err = sock.connect_ex(address)
+    if err in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+        await runtime.wait_writable(sock)
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, f"{os.strerror(err)} (connecting to {address!r})")
+
+
+async def listen_tcp(
+    runtime: SocketRuntime, host: str, port: int, *, reuse_port: bool = False
+) -> SocketListener:
+    """Bind and listen on the first address ``host`` resolves to."""
+    port = _check_port(port)
+    infos = await _resolve(runtime, host, port, passive=True)
+    family, kind, proto, _, address = infos[0]
+    reuse_port_option = getattr(socket, "SO_REUSEPORT", None)
+    if reuse_port and reuse_port_option is None:
+        raise OSError(errno.ENOPROTOOPT, "SO_REUSEPORT is not available on this platform")
+    sock = socket.socket(family, kind, proto)
+    try:
+        if os.name != "nt":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port and reuse_port_option is not None:
+            sock.setsockopt(socket.SOL_SOCKET, reuse_port_option, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(_LISTEN_BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return SocketListener(runtime, sock)
+
+
+async def connect_unix(runtime: SocketRuntime, path: str | os.PathLike[str]) -> SocketStream:
+    """Connect to a Unix-domain stream socket at ``path``."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await _connect(runtime, sock, os.fspath(path))
+    except BaseException:
+        sock.close()
+        raise
+    return SocketStream(runtime, sock)
+
+
+async def listen_unix(runtime: SocketRuntime, path: str | os.PathLike[str]) -> SocketListener:
+    """Listen on a Unix-domain stream socket at ``path`` (which must not exist)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(os.fspath(path))
+        sock.listen(_LISTEN_BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return SocketListener(runtime, sock)

@@ -1,0 +1,640 @@
+"""The `work-stealing` runtime: N worker threads, local queues, a global injector, stealing.
+
+Each worker runs the loop every runtime runs, one named step at a time::
+
+    fire due timers -> (every 61 ticks: poll the OS, take from the global queue)
+    -> run pinned (spawn_local) tasks -> pop the LIFO slot -> pop the local queue
+    -> take a batch from the global injector -> steal half of a random victim's queue
+    -> park
+
+Queues are `collections.deque`s, whose appends and pops are documented as thread-safe
+(on free-threaded CPython too); stealing pops from the same end as the owner, one
+item at a time. A task woken by the task running on a worker goes to that worker's
+LIFO slot, which is never stolen: a ping-pong pair stays on one thread, where it is
+fastest.
+
+Parking: a worker with nothing to do registers itself as a sleeper under the idle
+lock, then checks every queue once more before it sleeps; whoever queues work takes
+the same lock to find a sleeper to wake. Either the sleeper sees the work or the
+waker sees the sleeper, so no wake-up is lost, and exactly one sleeper is woken per
+notification (no thundering herd). One parked worker at a time is the *driver*: it
+sleeps inside the OS reactor's ``select``, and is woken through the reactor's
+wake-up fd; the others sleep on their own `threading.Event`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from functools import partial
+from types import CoroutineType
+from typing import Any, ClassVar, Final, ParamSpec, TypeVar, final
+
+from ._blocking import BlockingPool
+from ._exceptions import Cancelled
+from ._native import ErrorHandler, NativeRuntime, thread_state
+from ._protocols import FileDescriptorLike, Receiver, Sender
+from ._reactor import READ, WRITE, IOWait, OSReactor, fileno
+from ._sockets import (
+    SocketListener,
+    SocketStream,
+    connect_tcp,
+    connect_unix,
+    listen_tcp,
+    listen_unix,
+)
+from ._task import LocalTask, NativeTask, SharedTask, Worker, check_coroutine
+from ._timers import TimerQueue
+from ._validate import check_positive_int
+
+_sniffio_state: Any
+try:  # see _single_threaded
+    from sniffio import thread_local as _sniffio_state
+except ImportError:  # pragma: no cover - sniffio is a dev dependency
+    _sniffio_state = None
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+logger = logging.getLogger("anyrt")
+
+#: Every this many ticks a busy worker polls the OS and the global queue first.
+GLOBAL_QUEUE_INTERVAL: Final = 61
+#: A local queue longer than this spills half of itself into the global injector.
+LOCAL_QUEUE_CAPACITY: Final = 256
+#: Runs of the LIFO slot in a row before its task goes to the back of the queue.
+LIFO_RUN_LIMIT: Final = 3
+#: How many tasks one batch from the global injector takes at most.
+GLOBAL_BATCH: Final = 32
+_SHUTDOWN_ROUNDS: Final = 3
+_SHUTDOWN_ROUND_SECONDS: Final = 5.0
+
+_SLEEPING: Final = 0
+_DRIVING: Final = 1
+
+
+class _ThreadWorker(threading.local):
+    worker: _Worker | None = None
+
+
+_this = _ThreadWorker()
+
+
+class _Worker:
+    """One worker thread's queues, timers and parking state."""
+
+    __slots__ = (
+        "current",
+        "inbox",
+        "inbox_lock",
+        "index",
+        "lifo",
+        "lifo_runs",
+        "local",
+        "mode",
+        "owner",
+        "ready",
+        "rng",
+        "runtime",
+        "thread",
+        "tick",
+        "timers",
+        "unpark",
+    )
+
+    def __init__(self, runtime: WorkStealing, index: int) -> None:
+        self.runtime = runtime
+        self.index = index
+        self.local: deque[NativeTask[Any]] = deque()
+        self.lifo: NativeTask[Any] | None = None
+        self.lifo_runs = 0
+        # Tasks pinned by spawn_local (never stolen), and what other threads post to them.
+        self.ready: deque[NativeTask[Any]] = deque()
+        self.inbox: list[Callable[[], object]] = []
+        self.inbox_lock = threading.Lock()
+        self.timers = TimerQueue()
+        self.current: NativeTask[Any] | None = None
+        self.tick = 0
+        self.rng = random.Random(index)
+        self.unpark = threading.Event()
+        self.mode = _SLEEPING
+        self.owner = 0
+        self.thread = threading.Thread(
+            target=self.run, name=f"anyrt-work-stealing-{index}", daemon=True
+        )
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    # -- LocalLoop, for pinned tasks --------------------------------------------------
+
+    def post(self, fn: Callable[[], object]) -> None:
+        with self.inbox_lock:
+            self.inbox.append(fn)
+        self.runtime._unpark(self)
+
+    def _drain_inbox(self) -> None:
+        with self.inbox_lock:
+            inbox = self.inbox
+            self.inbox = []
+        for fn in inbox:
+            fn()
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        runtime = self.runtime
+        self.owner = threading.get_ident()
+        _this.worker = self
+        thread_state.runtime = runtime
+        if _sniffio_state is not None:
+            _sniffio_state.name = "anyrt"
+        try:
+            while not runtime._stopping:
+                task = self.next_task()
+                if task is not None:
+                    self.run_task(task)
+                elif not self.fire_timers():
+                    self.park()
+        finally:
+            _this.worker = None
+            thread_state.runtime = None
+
+    def run_task(self, task: NativeTask[Any]) -> None:
+        self.current = task
+        if task.step(self):
+            if task._sched is self:
+                self.ready.append(task)
+            else:
+                self.local.append(task)
+        self.current = None
+
+    def next_task(self) -> NativeTask[Any] | None:
+        """The seed's steps, in order; None when there is nothing anywhere."""
+        self.tick += 1
+        self.fire_timers()
+        if self.tick % GLOBAL_QUEUE_INTERVAL == 0:
+            # Fairness: even a busy worker looks at the OS and the global queue.
+            self.poll_os()
+            task = self.take_global()
+            if task is not None:
+                return task
+        if self.inbox:
+            self._drain_inbox()
+        if self.ready:
+            return self.ready.popleft()
+        task = self.pop_lifo()
+        if task is not None:
+            return task
+        try:
+            return self.local.popleft()
+        except IndexError:
+            pass
+        task = self.take_global()
+        if task is not None:
+            return task
+        return self.steal()
+
+    def fire_timers(self) -> bool:
+        heap = self.timers._heap
+        if heap and heap[0][0] <= time.monotonic():
+            return self.timers.fire_due(time.monotonic()) > 0
+        return False
+
+    def poll_os(self) -> None:
+        driver = self.runtime._driver
+        if driver.acquire(blocking=False):
+            try:
+                self.runtime._reactor.poll(0)
+            finally:
+                driver.release()
+
+    def pop_lifo(self) -> NativeTask[Any] | None:
+        task = self.lifo
+        if task is None:
+            return None
+        self.lifo = None
+        self.lifo_runs += 1
+        if self.lifo_runs > LIFO_RUN_LIMIT:
+            # Two tasks waking each other must not starve the queue.
+            self.lifo_runs = 0
+            self.local.append(task)
+            return self.local.popleft()
+        return task
+
+    def take_global(self) -> NativeTask[Any] | None:
+        injector = self.runtime._injector
+        if not injector:
+            return None
+        batch = min(len(injector) // len(self.runtime._workers) + 1, GLOBAL_BATCH)
+        first: NativeTask[Any] | None = None
+        for _ in range(batch):
+            try:
+                task = injector.popleft()
+            except IndexError:
+                break
+            if first is None:
+                first = task
+            else:
+                self.local.append(task)
+        return first
+
+    def steal(self) -> NativeTask[Any] | None:
+        """Steal half of a victim's local queue, starting from a random victim."""
+        workers = self.runtime._workers
+        count = len(workers)
+        if count == 1:
+            return None
+        start = self.rng.randrange(count)
+        for offset in range(count):
+            victim = workers[(start + offset) % count]
+            if victim is self or not victim.local:
+                continue
+            amount = (len(victim.local) + 1) // 2
+            first: NativeTask[Any] | None = None
+            for _ in range(amount):
+                try:
+                    task = victim.local.popleft()
+                except IndexError:
+                    break
+                if first is None:
+                    first = task
+                else:
+                    self.local.append(task)
+            if first is not None:
+                return first
+        return None
+
+    def has_work(self) -> bool:
+        if self.inbox or self.ready or self.local or self.lifo is not None:
+            return True
+        runtime = self.runtime
+        if runtime._injector:
+            return True
+        return any(worker.local for worker in runtime._workers)
+
+    def park(self) -> None:
+        """Sleep until woken or until the next timer; drive the reactor if nobody does."""
+        runtime = self.runtime
+        deadline = self.timers.next_deadline()
+        timeout = None if math.isinf(deadline) else max(0.0, deadline - time.monotonic())
+        driving = runtime._driver.acquire(blocking=False)
+        try:
+            with runtime._idle_lock:
+                if runtime._stopping:
+                    return
+                self.mode = _DRIVING if driving else _SLEEPING
+                self.unpark.clear()
+                runtime._sleepers.append(self)
+            if self.has_work():
+                runtime._forget_sleeper(self)
+                return
+            if driving:
+                runtime._reactor.poll(timeout)
+            else:
+                self.unpark.wait(timeout)
+            runtime._forget_sleeper(self)
+        finally:
+            if driving:
+                runtime._driver.release()
+
+    # -- scheduling from this worker ------------------------------------------------------
+
+    def push(self, task: NativeTask[Any]) -> None:
+        if self.current is not None:
+            # Woken by the task running here: run it next, on this thread.
+            previous = self.lifo
+            self.lifo = task
+            if previous is None:
+                return
+            task = previous
+        local = self.local
+        local.append(task)
+        if len(local) > LOCAL_QUEUE_CAPACITY:
+            injector = self.runtime._injector
+            for _ in range(len(local) // 2):
+                try:
+                    injector.append(local.popleft())
+                except IndexError:
+                    break
+        self.runtime._notify_one()
+
+
+class _BlockOnWaiter:
+    """Stands in for a task in a waiter list: `block_on`'s thread waits on it."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def wake(self) -> None:
+        self.event.set()
+
+
+@final
+class WorkStealing(NativeRuntime):
+    """The multi-threaded runtime: work-stealing workers, an OS reactor, a blocking pool.
+
+    Args:
+        workers: worker threads (default: the CPU count).
+        max_blocking_threads: the most threads `spawn_blocking` runs at once.
+        error_handler: receives failures nobody will observe (default: log them).
+    """
+
+    name: ClassVar[str] = "work-stealing"
+    capabilities: ClassVar[tuple[str, ...]] = (
+        "threads",
+        "os-reactor",
+        "work-stealing",
+        "blocking-pool",
+        "unix-sockets",
+    )
+    conformance_options: ClassVar[tuple[dict[str, Any], ...]] = ({"workers": 1}, {"workers": 4})
+    _task_class = SharedTask
+
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        max_blocking_threads: int = 64,
+        error_handler: ErrorHandler | None = None,
+    ) -> None:
+        super().__init__(error_handler=error_handler)
+        if workers is None:
+            workers = os.cpu_count() or 1
+        check_positive_int(workers, "workers")
+        check_positive_int(max_blocking_threads, "max_blocking_threads")
+        self._reactor = OSReactor()
+        self._injector: deque[NativeTask[Any]] = deque()
+        self._idle_lock = threading.Lock()
+        self._sleepers: list[_Worker] = []
+        self._driver = threading.Lock()
+        self._stopping = False
+        self._tasks_done = threading.Condition(self._tasks_lock)
+        self._blocking = BlockingPool("anyrt-work-stealing", max_threads=max_blocking_threads)
+        self._workers = [_Worker(self, index) for index in range(workers)]
+        for worker in self._workers:
+            worker.thread.start()
+
+    @property
+    def workers(self) -> int:
+        """How many worker threads run tasks."""
+        return len(self._workers)
+
+    # -- NativeRuntime hooks --------------------------------------------------------------
+
+    def now(self) -> float:
+        """Return `time.monotonic()`."""
+        return time.monotonic()
+
+    def _spawn_target(self) -> WorkStealing:
+        return self
+
+    def _current(self) -> tuple[NativeTask[Any], Worker] | None:
+        worker = _this.worker
+        if worker is None or worker.runtime is not self or worker.current is None:
+            return None
+        return worker.current, worker
+
+    def _forget(self, task: NativeTask[Any]) -> None:
+        with self._tasks_lock:
+            self._tasks.pop(task, None)
+            if not self._tasks and self._closed:
+                self._tasks_done.notify_all()
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def schedule(self, task: NativeTask[Any]) -> None:
+        """Queue a ready task: on this worker if called from one, else globally."""
+        worker = _this.worker
+        if worker is not None and worker.runtime is self:
+            worker.push(task)
+        else:
+            self._injector.append(task)
+            self._notify_one()
+
+    def _notify_one(self) -> None:
+        with self._idle_lock:
+            sleepers = self._sleepers
+            if not sleepers:
+                return
+            # Prefer a plain sleeper: waking it costs no syscall, and the driver keeps
+            # watching the OS.
+            for index in range(len(sleepers) - 1, -1, -1):
+                if sleepers[index].mode == _SLEEPING:
+                    worker = sleepers.pop(index)
+                    break
+            else:
+                worker = sleepers.pop()
+        self._wake_worker(worker)
+
+    def _unpark(self, worker: _Worker) -> None:
+        with self._idle_lock:
+            if worker not in self._sleepers:
+                return
+            self._sleepers.remove(worker)
+        self._wake_worker(worker)
+
+    def _wake_worker(self, worker: _Worker) -> None:
+        if worker.mode == _DRIVING:
+            self._reactor.wakeup()
+        else:
+            worker.unpark.set()
+
+    def _forget_sleeper(self, worker: _Worker) -> None:
+        with self._idle_lock:
+            if worker in self._sleepers:
+                self._sleepers.remove(worker)
+
+    # -- Executor ---------------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> NativeTask[T]:
+        """Schedule ``coro`` as a new task; callable from any thread."""
+        task = self._new_task(coro, name, self, "spawn")
+        with self._tasks_lock:
+            self._tasks[task] = None
+        self.schedule(task)
+        return task
+
+    def spawn_local(
+        self, coro: Coroutine[Any, Any, T], *, name: str | None = None
+    ) -> NativeTask[T]:
+        """Spawn ``coro`` pinned to the calling worker thread: it is never stolen.
+
+        Raises:
+            RuntimeError: the calling thread is not one of this runtime's workers.
+        """
+        worker = _this.worker
+        if worker is None or worker.runtime is not self:
+            if type(coro) is CoroutineType:
+                coro.close()
+            raise RuntimeError(
+                "spawn_local() must be called from a task running on this work-stealing "
+                "runtime (it pins the task to the calling worker); use spawn() elsewhere"
+            )
+        if type(coro) is not CoroutineType:
+            check_coroutine(coro, "spawn_local")
+        self._check_open(coro)
+        task: NativeTask[T] = LocalTask(
+            coro,
+            name or str(getattr(coro, "__qualname__", None) or repr(coro)),
+            worker,
+            self,
+            contextvars.copy_context(),
+        )
+        with self._tasks_lock:
+            self._tasks[task] = None
+        worker.ready.append(task)
+        return task
+
+    async def spawn_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(*args, **kwargs)`` in the blocking pool, in a copy of the context.
+
+        If the awaiting task is cancelled the call still runs to completion (a thread
+        cannot be interrupted); its result is dropped.
+        """
+        if not callable(fn):
+            raise TypeError(f"spawn_blocking() takes a callable, not {type(fn).__name__}")
+        self._check_open()
+        sender: Sender[T]
+        receiver: Receiver[T]
+        sender, receiver = self.oneshot()
+        context = contextvars.copy_context()
+        self._blocking.submit(partial(context.run, fn, *args, **kwargs), sender)
+        result: T = await receiver
+        return result
+
+    def block_on(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the workers and block the calling (plain) thread until it ends.
+
+        Raises:
+            RuntimeError: called from inside a task, or after `close`.
+        """
+        if type(coro) is not CoroutineType:
+            check_coroutine(coro, "block_on")
+        self._check_open(coro)
+        running = thread_state.runtime
+        if running is not None:
+            coro.close()
+            raise RuntimeError(
+                f"block_on() was called from inside a task of the {running.name!r} anyrt "
+                "runtime, which would block it; await the coroutine or spawn() it instead"
+            )
+        main = self._new_task(coro, None, self, "block_on")
+        with self._tasks_lock:
+            self._tasks[main] = None
+        waiter = _BlockOnWaiter()
+        main._join(waiter)  # type: ignore[arg-type]
+        self.schedule(main)
+        try:
+            waiter.event.wait()
+        except BaseException:
+            main.cancel()
+            raise
+        return main.result()
+
+    # -- Reactor --------------------------------------------------------------------------------
+
+    async def wait_readable(self, sock: FileDescriptorLike) -> None:
+        """Suspend until ``sock`` is readable."""
+        await IOWait(self._reactor, fileno(sock), READ)
+
+    async def wait_writable(self, sock: FileDescriptorLike) -> None:
+        """Suspend until ``sock`` is writable."""
+        await IOWait(self._reactor, fileno(sock), WRITE)
+
+    def _notify_closing(self, sock: FileDescriptorLike) -> None:
+        self._reactor.notify_closing(sock)
+
+    async def connect_tcp(self, host: str, port: int) -> SocketStream:
+        """Open a TCP connection, trying every address ``host`` resolves to."""
+        self._check_open()
+        return await connect_tcp(self, host, port)
+
+    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> SocketListener:
+        """Listen for TCP connections on ``host:port``."""
+        self._check_open()
+        return await listen_tcp(self, host, port, reuse_port=reuse_port)
+
+    async def connect_unix(self, path: str | os.PathLike[str]) -> SocketStream:
+        """Connect to a Unix-domain socket."""
+        self._check_open()
+        return await connect_unix(self, path)
+
+    async def listen_unix(self, path: str | os.PathLike[str]) -> SocketListener:
+        """Listen on a Unix-domain socket at ``path``."""
+        self._check_open()
+        return await listen_unix(self, path)
+
+    # -- shutdown ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Cancel every task and wait for it, stop and join every thread, close every fd.
+
+        Raises:
+            RuntimeError: called from one of this runtime's tasks.
+        """
+        if self._closed:
+            return
+        if thread_state.runtime is self:
+            raise RuntimeError("close() cannot be called from inside a task of this runtime")
+        self._closed = True
+        try:
+            self._cancel_all()
+        finally:
+            self._stop_workers()
+            self._reap_leftovers()
+            self._reactor.close()
+            self._blocking.shutdown()
+
+    def _cancel_all(self) -> None:
+        for _ in range(_SHUTDOWN_ROUNDS):
+            with self._tasks_lock:
+                tasks = list(self._tasks)
+            if not tasks:
+                return
+            for task in tasks:
+                task.cancel()
+            with self._tasks_lock:
+                self._tasks_done.wait_for(lambda: not self._tasks, _SHUTDOWN_ROUND_SECONDS)
+                if not self._tasks:
+                    return
+
+    def _stop_workers(self) -> None:
+        with self._idle_lock:
+            self._stopping = True
+            self._sleepers.clear()
+        self._reactor.wakeup()
+        for worker in self._workers:
+            worker.unpark.set()
+        for worker in self._workers:
+            if worker.thread.is_alive():
+                worker.thread.join()
+
+    def _reap_leftovers(self) -> None:
+        with self._tasks_lock:
+            stuck = list(self._tasks)
+        for task in stuck:
+            logger.warning(
+                "anyrt: task %r did not finish after %d cancellations during close(); "
+                "closing its coroutine at %s",
+                task.name,
+                _SHUTDOWN_ROUNDS,
+                task.where(),
+            )
+            coro = task._coro
+            if coro is not None:
+                try:
+                    coro.close()
+                except BaseException:
+                    logger.exception("anyrt: closing task %r raised", task.name)
+                task._finish(None, Cancelled("the runtime was closed"))
+        self._injector.clear()
