@@ -79,8 +79,11 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
 def test_backends_describes_each_backend(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["backends"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == "single-threaded (default)"
+    assert out.splitlines()[0] == "single-threaded"
+    assert "work-stealing (default)" in out.splitlines()
     assert "class: anyrt._single_threaded:SingleThreaded" in out
+    assert "class: anyrt._work_stealing:WorkStealing" in out
+    assert "workers: int | None = None" in out
     assert "seed: int | None = None" in out
     assert "network_buffer: int = 65536" in out
     assert "capabilities: deterministic, virtual-time, in-memory-network, deadlock-detection" in out
@@ -113,7 +116,8 @@ def test_backends_shows_third_party_and_broken_backends(
     assert [block.splitlines()[0] for block in blocks] == [
         "broken",
         "plain",
-        "single-threaded (default)",
+        "single-threaded",
+        "work-stealing (default)",
     ]
     assert (
         "unavailable: the anyrt backend 'broken' is registered but cannot be imported" in blocks[0]
@@ -125,7 +129,7 @@ def test_backends_shows_third_party_and_broken_backends(
 
 
 def test_run_prints_the_result(app: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", f"{app}:main"]) == 0
+    assert main(["run", f"{app}:main", "--backend", "single-threaded"]) == 0
     assert capsys.readouterr().out == "hello from single-threaded at t=5.0\n"
     (rt,) = sys.modules[app].runtimes
     with pytest.raises(RuntimeError, match="closed"):
@@ -145,10 +149,11 @@ def test_run_prints_nothing_for_none(app: str, capsys: pytest.CaptureFixture[str
 
 def test_run_parses_options(app: str, capsys: pytest.CaptureFixture[str]) -> None:
     # seed=1 is a literal (an int); clock=real is not, so it stays the string "real".
-    argv = ["run", f"{app}:clock_and_seed", "--opt", "seed=1", "--opt", "clock=real"]
+    st = ["--backend", "single-threaded"]
+    argv = ["run", f"{app}:clock_and_seed", *st, "--opt", "seed=1", "--opt", "clock=real"]
     assert main(argv) == 0
     assert capsys.readouterr().out == "MonotonicClock seeded=True\n"
-    assert main(["run", f"{app}:clock_and_seed", "--opt", "clock='virtual'"]) == 0
+    assert main(["run", f"{app}:clock_and_seed", *st, "--opt", "clock='virtual'"]) == 0
     assert capsys.readouterr().out == "VirtualClock seeded=False\n"
 
 
@@ -199,7 +204,7 @@ def test_run_unknown_backend(app: str, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["run", f"{app}:main", "--backend", "no-such-backend"]) == 2
     line = error_line(capsys)
     assert line.startswith("anyrt run: error: no anyrt backend is named 'no-such-backend'")
-    assert "Installed backends: single-threaded" in line
+    assert "Installed backends: single-threaded, work-stealing" in line
 
 
 def test_run_uninstalled_backend_names_the_package(
@@ -214,12 +219,14 @@ def test_run_unknown_option(app: str, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["run", f"{app}:main", "--opt", "bogus=1"]) == 2
     line = error_line(capsys)
     assert "has no option 'bogus'" in line
-    assert "seed" in line
+    assert "workers" in line
 
 
 def test_run_bad_option_value(app: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", f"{app}:main", "--opt", "seed='x'"]) == 2
+    assert main(["run", f"{app}:main", "--backend", "single-threaded", "--opt", "seed='x'"]) == 2
     assert "seed must be an int" in error_line(capsys)
+    assert main(["run", f"{app}:main", "--opt", "workers=0"]) == 2
+    assert "workers must be at least 1" in error_line(capsys)
 
 
 @pytest.mark.parametrize("opt", ["seed", "=1", "1x=2", "a-b=3"])
@@ -236,7 +243,7 @@ def test_run_bad_opt_syntax(app: str, capsys: pytest.CaptureFixture[str], opt: s
 def test_demo_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--clients", "3", "--requests", "4"]) == 0
     out = capsys.readouterr().out
-    assert "anyrt demo on the 'single-threaded' backend" in out
+    assert "anyrt demo on the 'work-stealing' backend" in out
     assert "key-value server listening on 127.0.0.1:" in out
     assert "final counter: hits = 12 (= 3 clients x 4 requests, none lost)" in out
     assert "total: 12 requests, 42 commands" in out

@@ -68,16 +68,16 @@ def test_bundled_backend_is_found_without_installed_metadata(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     register(monkeypatch)  # a source checkout that was never installed
-    assert anyrt.backends() == ("single-threaded",)
+    assert anyrt.backends() == ("single-threaded", "work-stealing")
     with anyrt.runtime() as rt:
-        assert rt.name == "single-threaded"
+        assert rt.name == "work-stealing"
 
 
-def test_default_backend_is_single_threaded() -> None:
+def test_default_backend_is_work_stealing() -> None:
     rt = anyrt.runtime()
     try:
-        assert isinstance(rt, anyrt.SingleThreaded)
-        assert rt.name == "single-threaded"
+        assert type(rt).__name__ == "WorkStealing"
+        assert rt.name == "work-stealing"
     finally:
         rt.close()
 
@@ -85,7 +85,7 @@ def test_default_backend_is_single_threaded() -> None:
 def test_empty_env_var_means_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANYRT_BACKEND", "")
     with anyrt.runtime() as rt:
-        assert rt.name == "single-threaded"
+        assert rt.name == "work-stealing"
 
 
 def test_env_var_chooses_the_default(monkeypatch: pytest.MonkeyPatch, fake_backend: str) -> None:
@@ -212,7 +212,7 @@ def test_run_rejects_a_non_callable() -> None:
 
 
 def test_third_party_backend_is_found_and_created(fake_backend: str) -> None:
-    assert anyrt.backends() == ("fake", "single-threaded")
+    assert anyrt.backends() == ("fake", "single-threaded", "work-stealing")
     assert set(_registry.backend_options("fake")) == {"flavour"}
 
     async def main(rt: anyrt.Runtime) -> str:

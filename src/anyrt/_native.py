@@ -59,8 +59,9 @@ class NativeRuntime(ABC):
 
     name: ClassVar[str] = "native"
     cancelled_exc: ClassVar[type[BaseException]] = Cancelled
-    #: What `anyrt backends` prints about the backend.
-    capabilities: ClassVar[tuple[str, ...]] = ()
+    #: What the backend can do (`anyrt backends` lists the class's; an instance may
+    #: have fewer, e.g. a `single-threaded` runtime with a real clock).
+    capabilities: tuple[str, ...] = ()
 
     def __init__(self, *, error_handler: ErrorHandler | None = None) -> None:
         if error_handler is not None and not callable(error_handler):

@@ -22,7 +22,7 @@ __all__ = ["DEFAULT_BACKEND", "backend_factory", "backends", "run", "runtime"]
 T = TypeVar("T")
 
 GROUP: Final = "anyrt.backends"
-DEFAULT_BACKEND: Final = "single-threaded"
+DEFAULT_BACKEND: Final = "work-stealing"
 
 _BUNDLED: Final = {
     "single-threaded": "anyrt._single_threaded:SingleThreaded",
@@ -96,7 +96,7 @@ def runtime(name: str | None = None, /, **options: Any) -> Runtime:
 
     Args:
         name: a registered backend name; default: ``$ANYRT_BACKEND``, else
-            ``"single-threaded"``.
+            ``"work-stealing"``.
         **options: the backend's own options (for example ``seed=1``).
 
     Raises:

@@ -92,7 +92,12 @@ class SingleThreaded(NativeRuntime):
     """
 
     name: ClassVar[str] = "single-threaded"
-    capabilities: ClassVar[tuple[str, ...]] = (
+    conformance_options: ClassVar[tuple[dict[str, Any], ...]] = (
+        {},
+        {"seed": 1},
+        {"clock": "real"},
+    )
+    capabilities: tuple[str, ...] = (
         "deterministic",
         "virtual-time",
         "in-memory-network",
@@ -111,6 +116,8 @@ class SingleThreaded(NativeRuntime):
         super().__init__(error_handler=error_handler)
         self._clock = _make_clock(clock, idle)
         self._virtual = isinstance(self._clock, VirtualClock)
+        if not self._virtual:
+            self.capabilities = tuple(c for c in self.capabilities if c != "virtual-time")
         # A real monotonic clock idles by waiting on the inbox, so other threads can wake it.
         self._real_wait = isinstance(self._clock, MonotonicClock) and idle is None
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):

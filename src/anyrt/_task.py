@@ -127,7 +127,8 @@ class _FailureGuard:
 
 def foreign_yield_error(obj: object, runtime_name: str) -> TypeError:
     """Build the error for a coroutine that yielded something anyrt does not understand."""
-    module = type(obj).__module__ or ""
+    # trio's traps yield classes as well as instances.
+    module = (obj.__module__ if isinstance(obj, type) else type(obj).__module__) or ""
     if module.startswith("trio") or module.startswith("outcome"):
         shim = "await anyrt_trio.compat.run(runtime, async_fn, *args)"
         what = "a trio operation"
@@ -231,29 +232,6 @@ class NativeTask(ABC, Generic[T]):
 
     # -- shared pieces ------------------------------------------------------------------
 
-    def _resume(self, exc: BaseException | None) -> object:
-        """Send into (or throw into) the coroutine; finish the task if it ends.
-
-        Returns:
-            The yielded trap, or `_ENDED`.
-        """
-        try:
-            if exc is None:
-                return self._context.run(self._coro.send, None)
-            return self._context.run(self._coro.throw, exc)
-        except StopIteration as stop:
-            self._finish(stop.value, None)
-        except BaseException as error:
-            self._finish(None, error)
-        return _ENDED
-
-    def _park_on(self, trap: object, worker: Worker) -> None:
-        park = getattr(trap, "_anyrt_park", None)
-        if park is None:
-            self._throw = foreign_yield_error(trap, getattr(self._sink, "name", "native"))
-        else:
-            park(self, worker)
-
     def _finish(self, result: Any, exc: BaseException | None) -> None:
         self._coro = None  # type: ignore[assignment]  # drop the frame early
         self._result = result
@@ -298,12 +276,6 @@ class NativeTask(ABC, Generic[T]):
         pending = self._throw
         if pending is not None and getattr(pending, "_anyrt_scope", None) is scope:
             self._throw = None
-
-    def _take_throw(self) -> BaseException | None:
-        exc = self._throw
-        if exc is not None:
-            self._throw = None
-        return exc
 
     # -- the Task protocol --------------------------------------------------------------
 
@@ -366,9 +338,6 @@ class NativeTask(ABC, Generic[T]):
         return describe_suspension(self._coro)
 
 
-_ENDED: Final = object()
-
-
 class SharedTask(NativeTask[T]):
     """A task that may be woken, cancelled and run from any thread (work stealing).
 
@@ -403,19 +372,36 @@ class SharedTask(NativeTask[T]):
 
     def step(self, worker: Worker) -> bool:
         """Run to the next suspension point; see `NativeTask.step`."""
-        with self._lock:
+        lock = self._lock
+        with lock:
             self._state = RUNNING
             self._notified = False
-            exc = self._take_throw()
-        trap = self._resume(exc)
-        if trap is _ENDED:
+            exc = self._throw
+            if exc is not None:
+                self._throw = None
+        # The hot path of the threaded backends, kept flat on purpose.
+        try:
+            if exc is None:
+                trap = self._context.run(self._coro.send, None)
+            else:
+                trap = self._context.run(self._coro.throw, exc)
+        except StopIteration as stop:
+            self._finish(stop.value, None)
+            return False
+        except BaseException as error:  # every failure is kept for the joiner
+            self._finish(None, error)
             return False
         if trap is YIELD:
-            with self._lock:
+            with lock:
                 self._state = SCHEDULED
             return True
-        self._park_on(trap, worker)
-        with self._lock:
+        try:
+            park = trap._anyrt_park
+        except AttributeError:
+            self._throw = foreign_yield_error(trap, getattr(self._sink, "name", "native"))
+        else:
+            park(self, worker)
+        with lock:
             if self._notified or self._throw is not None:
                 self._state = SCHEDULED
                 return True
@@ -505,7 +491,7 @@ class LocalTask(NativeTask[T]):
 
     def step(self, worker: Worker) -> bool:
         """Run to the next suspension point; see `NativeTask.step`."""
-        # The hot path of every native backend: `_resume` and `_park_on` are inlined.
+        # The hot path of the thread-confined backends, kept flat on purpose.
         self._state = RUNNING
         self._notified = False
         exc = self._throw

@@ -9,8 +9,8 @@ from types import TracebackType
 from typing import Any, Self, TypeVar, final
 
 from ._exceptions import Cancelled
-from ._protocols import Executor, Sender, Task
-from ._sync import _check_executor, _oneshot
+from ._protocols import Executor, Task
+from ._sync import _check_executor
 from ._task import check_coroutine
 
 __all__ = ["TaskGroup"]
@@ -33,14 +33,12 @@ class TaskGroup:
     """
 
     __slots__ = (
-        "_all_done",
         "_cancelled_types",
         "_children",
+        "_coros",
         "_errors",
         "_executor",
-        "_failed",
         "_lock",
-        "_pending",
         "_state",
     )
 
@@ -50,14 +48,15 @@ class TaskGroup:
         self._cancelled_types: tuple[type[BaseException], ...] = (Cancelled, cancelled_exc)
         self._lock = _ThreadLock()
         self._children: list[Task[Any]] = []
+        # The children's own coroutines: one cancelled before it started is closed
+        # here, so that it is not reported as "never awaited".
+        self._coros: list[Coroutine[Any, Any, Any]] = []
         self._errors: list[BaseException] = []
-        self._failed: list[Task[Any]] = []
-        self._pending = 0
-        self._all_done: Sender[None] | None = None
         self._state = "new"
 
     def __repr__(self) -> str:
-        return f"<anyrt.TaskGroup {self._state}, {self._pending} running>"
+        running = sum(not child.done() for child in self._children)
+        return f"<anyrt.TaskGroup {self._state}, {running} running>"
 
     async def __aenter__(self) -> Self:
         if self._state != "new":
@@ -78,18 +77,19 @@ class TaskGroup:
                 f"TaskGroup.spawn() needs an active group (this one is {self._state}); "
                 "spawn inside 'async with anyrt.TaskGroup(rt) as tg:'"
             )
-        with self._lock:
-            self._pending += 1
         if name is None:
             name = getattr(coro, "__qualname__", None)
         try:
             task = self._executor.spawn(self._supervise(coro), name=name)
         except BaseException:
             coro.close()
-            self._child_done()
             raise
         with self._lock:
             self._children.append(task)
+            self._coros.append(coro)
+            cancel_now = bool(self._errors)
+        if cancel_now:  # a sibling already failed: this one must not run on
+            task.cancel()
         return task
 
     async def _supervise(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -100,8 +100,6 @@ class TaskGroup:
         except BaseException as exc:
             self._fail(exc)
             raise
-        finally:
-            self._child_done()
 
     def _fail(self, exc: BaseException) -> None:
         with self._lock:
@@ -115,15 +113,6 @@ class TaskGroup:
             children = list(self._children)
         for child in children:
             child.cancel()
-
-    def _child_done(self) -> None:
-        with self._lock:
-            self._pending -= 1
-            notify = self._all_done if self._pending == 0 else None
-            if notify is not None:
-                self._all_done = None
-        if notify is not None:
-            notify.send(None)
 
     async def __aexit__(
         self,
@@ -140,18 +129,23 @@ class TaskGroup:
                 with self._lock:
                     self._errors.append(exc)
             self._cancel_children()
+        # Wait on the handles themselves: a child cancelled before its first step
+        # never runs any code of ours, but its handle still completes.
         while True:
-            sender, receiver = _oneshot(self._executor)
             with self._lock:
-                if self._pending == 0:
-                    break
-                self._all_done = sender
+                pending = next((child for child in self._children if not child.done()), None)
+            if pending is None:
+                break
             try:
-                await receiver
+                await pending
             except self._cancelled_types as outer:
+                if pending.done():
+                    continue  # the child's own cancellation, seen through its handle
                 # Our own task was cancelled: cancel the children, keep waiting for them.
                 cancelled = outer
                 self._cancel_children()
+            except BaseException:  # a child's failure: _supervise recorded it
+                continue
         self._state = "closed"
         await self._observe_children()
         if self._errors:
@@ -164,9 +158,12 @@ class TaskGroup:
             raise cancelled
 
     async def _observe_children(self) -> None:
-        # Their failures are reported through the group; mark each handle as seen so
-        # the runtime's error handler does not report them a second time.
+        # Their failures are reported through the group: mark every handle as seen
+        # (all are done, so no await here suspends), so that the runtime's error
+        # handler does not report them a second time.
         for child in self._children:
             with suppress(BaseException):
                 await child
-        self._children.clear()
+        for coro in self._coros:
+            coro.close()  # a no-op unless the child was cancelled before it started
+        self._coros.clear()

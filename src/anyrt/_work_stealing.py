@@ -179,7 +179,9 @@ class _Worker:
     def next_task(self) -> NativeTask[Any] | None:
         """The seed's steps, in order; None when there is nothing anywhere."""
         self.tick += 1
-        self.fire_timers()
+        heap = self.timers._heap
+        if heap and heap[0][0] <= time.monotonic():
+            self.timers.fire_due(time.monotonic())
         if self.tick % GLOBAL_QUEUE_INTERVAL == 0:
             # Fairness: even a busy worker looks at the OS and the global queue.
             self.poll_os()
@@ -190,13 +192,14 @@ class _Worker:
             self._drain_inbox()
         if self.ready:
             return self.ready.popleft()
-        task = self.pop_lifo()
-        if task is not None:
-            return task
-        try:
-            return self.local.popleft()
-        except IndexError:
-            pass
+        if self.lifo is not None:
+            return self.pop_lifo()
+        local = self.local
+        if local:
+            try:
+                return local.popleft()
+            except IndexError:  # stolen meanwhile
+                pass
         task = self.take_global()
         if task is not None:
             return task
@@ -216,10 +219,9 @@ class _Worker:
             finally:
                 driver.release()
 
-    def pop_lifo(self) -> NativeTask[Any] | None:
+    def pop_lifo(self) -> NativeTask[Any]:
         task = self.lifo
-        if task is None:
-            return None
+        assert task is not None
         self.lifo = None
         self.lifo_runs += 1
         if self.lifo_runs > LIFO_RUN_LIMIT:
@@ -350,7 +352,7 @@ class WorkStealing(NativeRuntime):
     """
 
     name: ClassVar[str] = "work-stealing"
-    capabilities: ClassVar[tuple[str, ...]] = (
+    capabilities: tuple[str, ...] = (
         "threads",
         "os-reactor",
         "work-stealing",

@@ -1,1 +1,245 @@
-"""placeholder"""
+"""The anyrt pytest plugin, registered as the ``pytest11`` entry point ``anyrt``.
+
+* ``--anyrt-backend SPEC`` (repeatable) chooses the backends to test against. ``SPEC``
+  is ``NAME`` or ``NAME:key=value,key=value``; each value is read as a Python literal
+  (``seed=1``, ``workers=4``) or else kept as a string (``clock=real``). By default every
+  installed backend is used, once per entry of its factory's ``conformance_options``
+  (a sequence of option dicts; default ``({},)``).
+* ``anyrt_backend`` is the ``(name, options)`` pair a test runs with. Every test that
+  uses it, directly or through ``runtime``, is parametrised over the chosen backends,
+  with ids such as ``single-threaded`` or ``single-threaded[seed=1]``.
+* ``runtime`` is a new runtime of that backend, closed after the test.
+* An ``async def`` test that takes ``runtime`` is run with ``runtime.block_on``.
+* ``@pytest.mark.anyrt_requires("threads", ...)`` skips the test on backends whose
+  ``capabilities`` lack any of the named capabilities.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from .._protocols import Executor, Runtime
+from .._registry import backend_factory, backend_options, backends
+from .._registry import runtime as create_runtime
+
+__all__ = ["BackendConfig", "backend_id", "parse_backend_spec"]
+
+BackendConfig = tuple[str, dict[str, Any]]
+
+_FIXTURE = "anyrt_backend"
+_CONFIGS = pytest.StashKey[list[BackendConfig]]()
+
+
+def parse_backend_spec(spec: str) -> BackendConfig:
+    """Parse ``NAME`` or ``NAME:key=value,key=value`` into ``(name, options)``.
+
+    Values are Python literals where they parse as one (``seed=1``, ``flag=True``) and
+    strings otherwise (``clock=real``). Values cannot contain commas.
+
+    Raises:
+        ValueError: the name is missing, or an option is not ``key=value``.
+    """
+    name, _, rest = spec.partition(":")
+    name = name.strip()
+    if not name:
+        raise ValueError(f"--anyrt-backend {spec!r}: the backend name is missing")
+    options: dict[str, Any] = {}
+    for item in (part.strip() for part in rest.split(",")):
+        if not item:
+            continue
+        key, equals, raw = item.partition("=")
+        key = key.strip()
+        if not equals or not key.isidentifier():
+            raise ValueError(f"--anyrt-backend {spec!r}: expected key=value, got {item!r}")
+        options[key] = _literal(raw.strip())
+    return name, options
+
+
+def _literal(raw: str) -> Any:
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, TypeError, SyntaxError):
+        return raw
+
+
+def backend_id(config: BackendConfig) -> str:
+    """Return the test id of a backend config: ``name`` or ``name[key=value,...]``."""
+    name, options = config
+    if not options:
+        return name
+    shown = (
+        f"{key}={value if isinstance(value, str) else repr(value)}"
+        for key, value in options.items()
+    )
+    return f"{name}[{','.join(shown)}]"
+
+
+# -- configuration ----------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--anyrt-backend``."""
+    group = parser.getgroup("anyrt")
+    group.addoption(
+        "--anyrt-backend",
+        action="append",
+        dest="anyrt_backend",
+        default=None,
+        metavar="SPEC",
+        help=(
+            "run anyrt tests on this backend: NAME or NAME:key=value,key=value (values are "
+            "Python literals or strings). Repeatable. Default: every installed backend."
+        ),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker and check the ``--anyrt-backend`` specs."""
+    config.addinivalue_line(
+        "markers",
+        "anyrt_requires(*capabilities): skip the test on anyrt backends whose "
+        "capabilities lack any of these (for example 'threads', 'os-reactor', "
+        "'virtual-time')",
+    )
+    specs: list[str] | None = config.getoption(_FIXTURE)
+    if specs:
+        config.stash[_CONFIGS] = [_checked_config(spec) for spec in specs]
+
+
+def _checked_config(spec: str) -> BackendConfig:
+    try:
+        name, options = parse_backend_spec(spec)
+        accepted = backend_options(name)
+    except (ValueError, LookupError) as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise pytest.UsageError(
+            f"--anyrt-backend {spec!r}: the backend {name!r} has no option "
+            f"{', '.join(map(repr, unknown))}; its options are: {', '.join(accepted) or '(none)'}"
+        )
+    return name, options
+
+
+def _configs(config: pytest.Config) -> list[BackendConfig]:
+    """Return the chosen backend configs (computed on first use when not given)."""
+    configs = config.stash.get(_CONFIGS, None)
+    if configs is None:
+        configs = []
+        for name in backends():
+            variants: Sequence[dict[str, Any]] = getattr(
+                backend_factory(name), "conformance_options", ({},)
+            )
+            configs.extend((name, dict(options)) for options in variants)
+        config.stash[_CONFIGS] = configs
+    return configs
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say which anyrt backends the tests run on."""
+    specs: list[str] | None = config.getoption(_FIXTURE)
+    chosen = ", ".join(specs) if specs else f"every installed backend ({', '.join(backends())})"
+    return f"anyrt backends: {chosen}"
+
+
+# -- parametrisation ------------------------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise ``anyrt_backend`` over the chosen backends."""
+    if _FIXTURE not in metafunc.fixturenames:
+        return
+    definition = metafunc.definition
+    if any(_FIXTURE in _argnames(mark) for mark in definition.iter_markers("parametrize")):
+        return  # the test chose its own backends
+    required = _required(definition)
+    params = [
+        pytest.param(config, id=backend_id(config), marks=_skips(config[0], required))
+        for config in _configs(metafunc.config)
+    ]
+    metafunc.parametrize(_FIXTURE, params)
+
+
+def _required(node: pytest.Item) -> list[str]:
+    required: list[str] = []
+    for mark in node.iter_markers("anyrt_requires"):
+        for capability in mark.args:
+            if not isinstance(capability, str):
+                raise TypeError(
+                    f"anyrt_requires() takes capability names, not {type(capability).__name__}"
+                )
+            required.append(capability)
+    return required
+
+
+def _argnames(mark: pytest.Mark) -> Sequence[str]:
+    names = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+    if isinstance(names, str):
+        return [name.strip() for name in names.split(",")]
+    return list(names)
+
+
+def _skips(name: str, required: list[str]) -> list[pytest.MarkDecorator]:
+    reason = _missing(name, getattr(backend_factory(name), "capabilities", ()), required)
+    return [pytest.mark.skip(reason=reason)] if reason else []
+
+
+def _missing(name: str, capabilities: Sequence[str], required: list[str]) -> str | None:
+    """Return why a backend with ``capabilities`` cannot run the test, or None."""
+    missing = [capability for capability in required if capability not in capabilities]
+    if not missing:
+        return None
+    return (
+        f"the {name!r} backend lacks the capability {', '.join(map(repr, missing))} "
+        f"(it has: {', '.join(capabilities) or 'none'})"
+    )
+
+
+# -- fixtures and running async tests ---------------------------------------------------
+
+
+@pytest.fixture
+def anyrt_backend(request: pytest.FixtureRequest) -> BackendConfig:
+    """The ``(backend name, options)`` the test runs with; parametrised by the plugin."""
+    param: BackendConfig | None = getattr(request, "param", None)
+    if param is None:
+        raise pytest.UsageError(
+            "anyrt_backend is parametrised when tests are collected: take it (or "
+            "runtime) as an argument instead of requesting it with getfixturevalue()"
+        )
+    return param
+
+
+@pytest.fixture
+def runtime(anyrt_backend: BackendConfig, request: pytest.FixtureRequest) -> Iterator[Runtime]:
+    """A new runtime of the backend under test; closed after the test.
+
+    The test is skipped if the runtime's own ``capabilities`` (which may depend on its
+    options, unlike the class's) lack one that ``anyrt_requires`` names.
+    """
+    name, options = anyrt_backend
+    with create_runtime(name, **options) as rt:
+        capabilities = getattr(rt, "capabilities", ())
+        reason = _missing(backend_id(anyrt_backend), capabilities, _required(request.node))
+        if reason is not None:
+            pytest.skip(reason)
+        yield rt
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run an ``async def`` test that takes ``runtime`` on that runtime."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    rt = pyfuncitem.funcargs.get("runtime")
+    if not isinstance(rt, Executor):
+        return None
+    funcargs = pyfuncitem.funcargs
+    testargs = {arg: funcargs[arg] for arg in pyfuncitem._fixtureinfo.argnames}
+    rt.block_on(pyfuncitem.obj(**testargs))
+    return True
