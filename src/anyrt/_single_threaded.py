@@ -39,6 +39,8 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 _SHUTDOWN_ROUNDS: Final = 3
+#: Steps run between two looks at the timers and the inbox.
+STEP_BUDGET: Final = 128
 
 
 class _Loop:
@@ -281,7 +283,12 @@ class SingleThreaded(NativeRuntime):
     # -- the loop -------------------------------------------------------------------
 
     def _run_until(self, main: NativeTask[Any] | None) -> None:
-        """Run tasks until ``main`` is done (``None``: until no task is left)."""
+        """Run tasks until ``main`` is done (``None``: until no task is left).
+
+        Each turn fires the due timers, takes what other threads posted, then runs up
+        to `STEP_BUDGET` steps in FIFO order (tasks woken meanwhile queue behind the
+        others) before looking at timers and the inbox again.
+        """
         loop = self._loop
         ready = loop.ready
         popleft = ready.popleft
@@ -294,21 +301,23 @@ class SingleThreaded(NativeRuntime):
         while (main._state != DONE) if main is not None else tasks:
             if loop.inbox:
                 loop.drain_inbox()
-            count = len(ready)
-            if not count:
-                if not timers.fire_due(now()):
-                    self._idle(main)
-                continue
-            if heap:
+            if heap and heap[0][0] <= now():
                 timers.fire_due(now())
-            if rng is None:
-                for _ in range(count):
-                    task = popleft()
-                    loop.current = task
-                    if task.step(loop):
-                        append(task)
-            else:
-                self._run_shuffled(count, rng)
+            if not ready:
+                self._idle(main)
+                continue
+            if rng is not None:
+                self._run_shuffled(len(ready), rng)
+                continue
+            budget = STEP_BUDGET
+            while ready and budget:
+                budget -= 1
+                task = popleft()
+                loop.current = task
+                if task.step(loop):
+                    append(task)
+                if main is not None and main._state == DONE:
+                    break
             loop.current = None
 
     def _run_shuffled(self, count: int, rng: random.Random) -> None:
@@ -323,6 +332,8 @@ class SingleThreaded(NativeRuntime):
     def _idle(self, main: NativeTask[Any] | None) -> None:
         """Nothing is ready and no timer is due: wait for the clock or another thread."""
         loop = self._loop
+        if loop.inbox:
+            return  # another thread posted work since the turn began
         deadline = loop.timers.next_deadline()
         external = self._external > 0
         if math.isinf(deadline):
