@@ -98,7 +98,8 @@ class Sender(Protocol[T_contra]):
             True if the receiver will get the value (even if its task is cancelled at
             the same moment: the cancellation then lands at its next suspension point);
             False if the receiver is gone (its awaiting task was cancelled or it was
-            closed).
+            closed). A receiver that nobody awaits is not gone: a task that may be
+            cancelled before it awaits should `close` its receiver in a ``finally``.
         """
         ...
 

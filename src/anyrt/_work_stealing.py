@@ -194,6 +194,7 @@ class _Worker:
             return self.ready.popleft()
         if self.lifo is not None:
             return self.pop_lifo()
+        self.lifo_runs = 0  # the streak of LIFO runs is over
         local = self.local
         if local:
             try:
@@ -225,10 +226,16 @@ class _Worker:
         self.lifo = None
         self.lifo_runs += 1
         if self.lifo_runs > LIFO_RUN_LIMIT:
-            # Two tasks waking each other must not starve the queue.
+            # Two tasks waking each other must not starve the queue: run the oldest
+            # queued task instead, and queue this one behind the rest. (Another worker
+            # may steal from the queue at any moment, so it may be empty by now.)
             self.lifo_runs = 0
+            try:
+                oldest = self.local.popleft()
+            except IndexError:
+                return task
             self.local.append(task)
-            return self.local.popleft()
+            return oldest
         return task
 
     def take_global(self) -> NativeTask[Any] | None:
@@ -461,10 +468,20 @@ class WorkStealing(NativeRuntime):
     def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> NativeTask[T]:
         """Schedule ``coro`` as a new task; callable from any thread."""
         task = self._new_task(coro, name, self, "spawn")
-        with self._tasks_lock:
-            self._tasks[task] = None
+        self._register(task, coro)
         self.schedule(task)
         return task
+
+    def _register(self, task: NativeTask[Any], coro: Coroutine[Any, Any, Any]) -> None:
+        # `close()` sets `_closed` under this same lock before it collects the tasks to
+        # cancel: a task is either registered before that (and cancelled by close) or
+        # refused here. Checking only before taking the lock would let a spawn from
+        # another thread slip in after close() reaped everything.
+        with self._tasks_lock:
+            if not self._closed:
+                self._tasks[task] = None
+                return
+        self._check_open(coro)
 
     def spawn_local(
         self, coro: Coroutine[Any, Any, T], *, name: str | None = None
@@ -492,8 +509,7 @@ class WorkStealing(NativeRuntime):
             self,
             contextvars.copy_context(),
         )
-        with self._tasks_lock:
-            self._tasks[task] = None
+        self._register(task, coro)
         worker.ready.append(task)
         return task
 
@@ -531,8 +547,7 @@ class WorkStealing(NativeRuntime):
                 "runtime, which would block it; await the coroutine or spawn() it instead"
             )
         main = self._new_task(coro, None, self, "block_on")
-        with self._tasks_lock:
-            self._tasks[main] = None
+        self._register(main, coro)
         waiter = _BlockOnWaiter()
         main._join(waiter)  # type: ignore[arg-type]
         self.schedule(main)
@@ -588,7 +603,8 @@ class WorkStealing(NativeRuntime):
             return
         if thread_state.runtime is self:
             raise RuntimeError("close() cannot be called from inside a task of this runtime")
-        self._closed = True
+        with self._tasks_lock:
+            self._closed = True
         try:
             self._cancel_all()
         finally:
