@@ -7,17 +7,24 @@ waiting on an fd that is about to be closed; `close()` releases everything.
 
 Some facts about the OS that this code depends on:
 
-* `selectors.DefaultSelector` is epoll on Linux and kqueue on BSD and macOS. Both are
-  level-triggered here: an fd that stays readable is reported by every ``select``
-  until someone reads. We therefore drop an fd's interest as soon as it fires
-  (one wake per wait, like a oneshot) and re-register on the next wait: a task that
-  did not consume the readiness simply finds it again.
+* On Linux we drive epoll directly; elsewhere `selectors.DefaultSelector` (kqueue on
+  BSD and macOS). Both are level-triggered here: an fd that stays readable is
+  reported by every poll until someone reads. A wait on a raw fd drops its interest
+  as soon as it fires (one wake per wait, like a oneshot); a task that did not
+  consume the readiness simply finds it again on its next wait.
+* Changing interest is a system call, twice per blocking read. For anyrt's own
+  sockets the interest therefore stays registered after a wait fires, and is only
+  dropped lazily, when an event arrives that nobody waits for. In a request/response
+  loop the socket is registered once. This is safe because those sockets always
+  call `notify_closing` before closing; one dropped without ``aclose()`` (its fd then
+  closed by the garbage collector) is caught by its owner token: a wait from any
+  other socket object on the same fd number resets the interest first.
 * epoll and kqueue let one thread change interest (``epoll_ctl``/``kevent``) while
-  another blocks in the wait, and the change applies to that wait. The Python-level
-  mapping from fd to key inside `selectors` is a dict, whose single operations are
-  atomic (also on free-threaded CPython). Our own per-fd waiter table is guarded by
-  ``_lock``; a selector call that changes interest is made under the same lock, so
-  table and kernel interest never disagree.
+  another blocks in the wait, and the change applies to that wait. Our per-fd table
+  of waiters and kernel interest is guarded by ``_lock``, and every call that changes
+  interest is made under the same lock, so table and kernel never disagree. (With
+  `selectors`, its fd-to-key mapping is a dict, whose single operations are atomic,
+  also on free-threaded CPython.)
 * Closing an fd removes it from an epoll set silently: a task blocked on it would
   sleep forever, and the fd number may be reused by the next ``socket()``. Hence
   `notify_closing`, which must be called *before* the fd is closed.
@@ -30,6 +37,7 @@ Some facts about the OS that this code depends on:
 from __future__ import annotations
 
 import contextlib
+import select
 import selectors
 import socket
 import threading
@@ -67,12 +75,15 @@ def fileno(obj: FileDescriptorLike) -> int:
 class IOWait:
     """The trap of one ``wait_readable``/``wait_writable``."""
 
-    __slots__ = ("error", "events", "fd", "reactor", "ready", "registered", "task")
+    __slots__ = ("error", "events", "fd", "keep", "reactor", "ready", "registered", "task")
 
-    def __init__(self, reactor: OSReactor, fd: int, events: int) -> None:
+    def __init__(self, reactor: OSReactor, fd: int, events: int, *, keep: int = 0) -> None:
         self.reactor = reactor
         self.fd = fd
         self.events = events
+        # Non-zero: the owner token of an anyrt socket, whose interest the kernel keeps
+        # after firing (see OSReactor).
+        self.keep = keep
         self.ready = False
         self.registered = False
         self.error: BaseException | None = None
@@ -107,14 +118,104 @@ class IOWait:
             task.wake()
 
 
+class _SelectorsPoller:
+    """The portable poller: `selectors.DefaultSelector` (kqueue, poll, ...)."""
+
+    #: Level-triggered only.
+    edge_triggered = False
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self.name = type(self._selector).__name__.removesuffix("Selector").lower()
+
+    def register(self, fd: int, mask: int, edge: bool = False) -> None:
+        self._selector.register(fd, mask)
+
+    def modify(self, fd: int, mask: int, edge: bool = False) -> None:
+        self._selector.modify(fd, mask)
+
+    def unregister(self, fd: int) -> None:
+        self._selector.unregister(fd)
+
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        return [(key.fd, mask) for key, mask in self._selector.select(timeout)]
+
+    def close(self) -> None:
+        self._selector.close()
+
+
+class _EpollPoller:
+    """epoll, driven directly.
+
+    `selectors` adds a key object and a mapping lookup per call, which cost more than
+    the system call itself on the hot socket path.
+    """
+
+    name = "epoll"
+    edge_triggered = True
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+
+    @staticmethod
+    def _to_epoll(mask: int, edge: bool) -> int:
+        bits = (select.EPOLLIN if mask & READ else 0) | (select.EPOLLOUT if mask & WRITE else 0)
+        return bits | select.EPOLLET if edge else bits
+
+    def register(self, fd: int, mask: int, edge: bool = False) -> None:
+        self._epoll.register(fd, self._to_epoll(mask, edge))
+
+    def modify(self, fd: int, mask: int, edge: bool = False) -> None:
+        self._epoll.modify(fd, self._to_epoll(mask, edge))
+
+    def unregister(self, fd: int) -> None:
+        self._epoll.unregister(fd)
+
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        # An error or hang-up wakes both directions: the next recv/send reports it.
+        readable = _EPOLL_READABLE
+        writable = _EPOLL_WRITABLE
+        return [
+            (fd, (READ if bits & readable else 0) | (WRITE if bits & writable else 0))
+            for fd, bits in self._epoll.poll(-1 if timeout is None else timeout)
+        ]
+
+    def close(self) -> None:
+        self._epoll.close()
+
+
+if hasattr(select, "epoll"):
+    _EPOLL_READABLE: Final = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR | select.EPOLLRDHUP
+    _EPOLL_WRITABLE: Final = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
+    _Poller: type[_EpollPoller] | type[_SelectorsPoller] = _EpollPoller
+else:  # pragma: no cover - BSD, macOS, Windows
+    _Poller = _SelectorsPoller
+
+
+class _FdRecord:
+    """One fd's waiting tasks (reader, writer) and the interest the kernel has in it."""
+
+    __slots__ = ("interest", "owner", "pending", "waits")
+
+    def __init__(self) -> None:
+        self.waits: list[IOWait | None] = [None, None]
+        self.interest = 0
+        self.owner = 0  # the token of the socket whose interest is kept, or 0
+        # Edges reported while nobody waited (edge-triggered, kept interest only).
+        self.pending = 0
+
+    def idle(self) -> bool:
+        return self.interest == 0 and self.waits[0] is None and self.waits[1] is None
+
+
 class OSReactor:
     """Readiness notifications for fds, driven by one thread at a time via `poll`."""
 
     def __init__(self) -> None:
-        self._selector = selectors.DefaultSelector()
+        self._selector = _Poller()
+        self._edge = self._selector.edge_triggered
         self._lock = threading.Lock()
-        # fd -> [reader, writer]
-        self._waiters: dict[int, list[IOWait | None]] = {}
+        self._waiters: dict[int, _FdRecord] = {}
         self._wake_recv, self._wake_send = socket.socketpair()
         self._wake_recv.setblocking(False)
         self._wake_send.setblocking(False)
@@ -125,60 +226,82 @@ class OSReactor:
     @property
     def backend(self) -> str:
         """The selector in use: ``"epoll"``, ``"kqueue"``, ``"poll"``..."""
-        return type(self._selector).__name__.removesuffix("Selector").lower()
+        return self._selector.name
 
     def _register(self, wait: IOWait) -> None:
         with self._lock:
             if self._closed:
                 raise ClosedResourceError("the runtime's reactor is closed")
-            slots = self._waiters.get(wait.fd)
-            if slots is None:
-                slots = self._waiters[wait.fd] = [None, None]
-                old_mask = 0
-            else:
-                old_mask = (READ if slots[0] else 0) | (WRITE if slots[1] else 0)
+            fd = wait.fd
+            record = self._waiters.get(fd)
+            if record is None:
+                record = self._waiters[fd] = _FdRecord()
             index = 0 if wait.events == READ else 1
-            if slots[index] is not None:
+            if record.waits[index] is not None:
                 raise BusyResourceError(
-                    f"another task is already waiting for fd {wait.fd} to become "
+                    f"another task is already waiting for fd {fd} to become "
                     f"{'readable' if index == 0 else 'writable'}"
                 )
-            new_mask = old_mask | wait.events
-            try:
-                if old_mask:
-                    self._selector.modify(wait.fd, new_mask)
-                else:
-                    self._selector.register(wait.fd, new_mask)
-            except (KeyError, ValueError, OSError) as exc:
-                if not old_mask:
-                    del self._waiters[wait.fd]
-                raise ClosedResourceError(f"cannot wait on fd {wait.fd}: {exc}") from exc
-            slots[index] = wait
+            if record.owner != wait.keep:
+                # Interest kept for another socket object (one that was dropped without
+                # aclose(), its fd number now reused) or for none: start afresh.
+                if record.interest:
+                    with contextlib.suppress(KeyError, ValueError, OSError):
+                        self._selector.unregister(fd)
+                    record.interest = 0
+                record.owner = wait.keep
+                record.pending = 0
+            if record.pending & wait.events:
+                # The edge came between the task's failed recv/send and this wait.
+                record.pending &= ~wait.events
+                wait.fire()
+                return
+            waiting = (READ if record.waits[0] else 0) | (WRITE if record.waits[1] else 0)
+            wanted = record.interest | waiting | wait.events
+            if wanted != record.interest:
+                try:
+                    self._set_interest(fd, record, wanted)
+                except (KeyError, ValueError, OSError) as exc:
+                    if record.idle():
+                        del self._waiters[fd]
+                    raise ClosedResourceError(f"cannot wait on fd {fd}: {exc}") from exc
+            record.waits[index] = wait
             wait.registered = True
 
-    def _forget(self, wait: IOWait) -> None:
-        """Drop ``wait`` (its task was cancelled) and its interest."""
-        with self._lock:
-            slots = self._waiters.get(wait.fd)
-            if slots is None:
-                return
-            index = 0 if wait.events == READ else 1
-            if slots[index] is wait:
-                slots[index] = None
-                self._update_interest(wait.fd, slots)
-        wait.registered = False
+    def _set_interest(self, fd: int, record: _FdRecord, mask: int) -> None:
+        """Tell the kernel ``mask`` (under ``_lock``); may raise for a closed fd."""
+        poller = self._selector
+        edge = self._edge and record.owner != 0
+        if record.interest == 0:
+            poller.register(fd, mask, edge)
+        elif mask == 0:
+            poller.unregister(fd)
+        else:
+            poller.modify(fd, mask, edge)
+        record.interest = mask
 
-    def _update_interest(self, fd: int, slots: list[IOWait | None]) -> None:
-        mask = (READ if slots[0] else 0) | (WRITE if slots[1] else 0)
-        try:
-            if mask:
-                self._selector.modify(fd, mask)
-            else:
-                del self._waiters[fd]
-                self._selector.unregister(fd)
-        except (KeyError, ValueError, OSError):
-            # The fd was closed behind our back; the kernel already dropped it.
-            self._waiters.pop(fd, None)
+    def _drop_interest(self, fd: int, record: _FdRecord, bits: int) -> None:
+        """Withdraw ``bits`` of interest (under ``_lock``); forget an idle fd."""
+        mask = record.interest & ~bits
+        if mask != record.interest:
+            try:
+                self._set_interest(fd, record, mask)
+            except (KeyError, ValueError, OSError):
+                record.interest = 0  # closed behind our back: the kernel dropped it
+        if record.idle():
+            del self._waiters[fd]
+
+    def _forget(self, wait: IOWait) -> None:
+        """Drop ``wait`` (its task was cancelled)."""
+        with self._lock:
+            record = self._waiters.get(wait.fd)
+            if record is not None:
+                index = 0 if wait.events == READ else 1
+                if record.waits[index] is wait:
+                    record.waits[index] = None
+                    if not wait.keep:
+                        self._drop_interest(wait.fd, record, wait.events)
+        wait.registered = False
 
     def poll(self, timeout: float | None) -> int:
         """Block up to ``timeout`` seconds (None: forever) and wake the ready tasks.
@@ -187,29 +310,37 @@ class OSReactor:
             How many waits were completed.
         """
         try:
-            events = self._selector.select(timeout)
+            events = self._selector.poll(timeout)
         except (OSError, ValueError):
             if self._closed:
                 return 0
             raise
         fired: list[IOWait] = []
         with self._lock:
-            for key, mask in events:
-                fd = key.fd
+            for fd, mask in events:
                 if fd == self._wake_fd:
                     continue
-                slots = self._waiters.get(fd)
-                if slots is None:
+                record = self._waiters.get(fd)
+                if record is None:
                     continue
-                reader, writer = slots
-                if reader is not None and mask & READ:
-                    fired.append(reader)
-                    slots[0] = None
-                if writer is not None and mask & WRITE:
-                    fired.append(writer)
-                    slots[1] = None
-                self._update_interest(fd, slots)
-        if any(key.fd == self._wake_fd for key, _ in events):
+                unwanted = 0
+                for index, bit in ((0, READ), (1, WRITE)):
+                    if not mask & bit:
+                        continue
+                    wait = record.waits[index]
+                    if wait is None:
+                        if self._edge and record.owner:
+                            record.pending |= bit  # an edge is reported once: keep it
+                        else:
+                            unwanted |= bit  # level-triggered: drop, or it repeats
+                        continue
+                    fired.append(wait)
+                    record.waits[index] = None
+                    if not wait.keep:
+                        unwanted |= bit
+                if unwanted or record.idle():
+                    self._drop_interest(fd, record, unwanted)
+        if any(fd == self._wake_fd for fd, _ in events):
             self._drain_wakeups()
         for wait in fired:
             wait.registered = False
@@ -240,12 +371,13 @@ class OSReactor:
         except ClosedResourceError:
             return
         with self._lock:
-            slots = self._waiters.pop(fd, None)
-            if slots is None:
+            record = self._waiters.pop(fd, None)
+            if record is None:
                 return
-            with contextlib.suppress(KeyError, ValueError, OSError):
-                self._selector.unregister(fd)
-        for wait in slots:
+            if record.interest:
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self._selector.unregister(fd)
+        for wait in record.waits:
             if wait is not None:
                 wait.registered = False
                 wait.fire(ClosedResourceError("the socket was closed while a task waited on it"))
@@ -256,10 +388,10 @@ class OSReactor:
             if self._closed:
                 return
             self._closed = True
-            waiters = list(self._waiters.values())
+            records = list(self._waiters.values())
             self._waiters.clear()
-        for slots in waiters:
-            for wait in slots:
+        for record in records:
+            for wait in record.waits:
                 if wait is not None:
                     wait.fire(ClosedResourceError("the runtime was closed"))
         self._selector.close()

@@ -8,6 +8,7 @@ waits for readiness only when the OS says it would block.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -17,9 +18,12 @@ from typing import Any, Protocol, Self, final
 from ._exceptions import ClosedResourceError
 from ._listener import serve_listener
 from ._protocols import ByteStream, FileDescriptorLike, FullExecutor
+from ._reactor import READ, WRITE
 from ._validate import check_positive_int
 
 _LISTEN_BACKLOG = 1024
+# Owner tokens for the reactor's kept interest: unique per socket object, never 0.
+_next_token = itertools.count(1).__next__
 
 
 class SocketRuntime(FullExecutor, Protocol):
@@ -29,6 +33,10 @@ class SocketRuntime(FullExecutor, Protocol):
 
     async def wait_writable(self, sock: FileDescriptorLike) -> None: ...
 
+    async def _wait_socket(self, sock: socket.socket, events: int, owner: int) -> None:
+        """Wait like `wait_readable`/`wait_writable`, keeping the kernel's interest."""
+        ...
+
     def _notify_closing(self, sock: socket.socket) -> None: ...
 
 
@@ -36,10 +44,11 @@ class SocketRuntime(FullExecutor, Protocol):
 class SocketStream:
     """A connected TCP or Unix socket; implements `anyrt.ByteStream`."""
 
-    __slots__ = ("_closed", "_runtime", "socket")
+    __slots__ = ("_closed", "_runtime", "_token", "socket")
 
     def __init__(self, runtime: SocketRuntime, sock: socket.socket) -> None:
         sock.setblocking(False)
+        self._token = _next_token()
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._runtime = runtime
@@ -66,7 +75,7 @@ class SocketStream:
             except OSError as exc:
                 self._raise_if_closed(exc)
                 raise
-            await self._runtime.wait_readable(sock)
+            await self._runtime._wait_socket(sock, READ, self._token)
 
     async def send(self, data: bytes) -> None:
         """Send all of ``data``, waiting while the socket buffer is full."""
@@ -79,7 +88,7 @@ class SocketStream:
             try:
                 sent = sock.send(view)
             except (BlockingIOError, InterruptedError):
-                await self._runtime.wait_writable(sock)
+                await self._runtime._wait_socket(sock, WRITE, self._token)
                 continue
             except OSError as exc:
                 self._raise_if_closed(exc)
@@ -123,10 +132,11 @@ class SocketStream:
 class SocketListener:
     """A listening socket; implements `anyrt.Listener`."""
 
-    __slots__ = ("_closed", "_runtime", "socket")
+    __slots__ = ("_closed", "_runtime", "_token", "socket")
 
     def __init__(self, runtime: SocketRuntime, sock: socket.socket) -> None:
         sock.setblocking(False)
+        self._token = _next_token()
         self._runtime = runtime
         self.socket = sock
         self._closed = False
@@ -159,7 +169,7 @@ class SocketListener:
                 continue  # ECONNABORTED and friends: that connection is gone, go on
             else:
                 return SocketStream(self._runtime, conn)
-            await self._runtime.wait_readable(self.socket)
+            await self._runtime._wait_socket(self.socket, READ, self._token)
 
     async def serve(self, handler: Callable[[ByteStream], Awaitable[object]]) -> None:
         """Accept until closed or cancelled, spawning ``handler(stream)`` per connection."""

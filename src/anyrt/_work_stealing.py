@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import random
+import socket
 import threading
 import time
 from collections import deque
@@ -567,6 +568,9 @@ class WorkStealing(NativeRuntime):
     async def wait_writable(self, sock: FileDescriptorLike) -> None:
         """Suspend until ``sock`` is writable."""
         await IOWait(self._reactor, fileno(sock), WRITE)
+
+    async def _wait_socket(self, sock: socket.socket, events: int, owner: int) -> None:
+        await IOWait(self._reactor, sock.fileno(), events, keep=owner)
 
     def _notify_closing(self, sock: FileDescriptorLike) -> None:
         self._reactor.notify_closing(sock)
