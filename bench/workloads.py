@@ -13,11 +13,14 @@ returns its metrics as a dict. `WORKLOADS` describes them for the runner.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import queue
 import random
+import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 import anyrt
 
@@ -31,6 +34,15 @@ TIMER_MAX_DELAY = 0.1
 
 YIELDS_PER_TASK = 100
 """How many times each task of the yield storm yields."""
+
+TCP_CLIENTS = 50
+"""How many clients the TCP echo workloads connect at once."""
+
+TCP_MESSAGE = b"x" * 64
+"""What a TCP echo client sends, and waits to read back, per round trip."""
+
+HASH_INPUT_SIZE = 1 << 20
+"""How many bytes each task of the hash workload hashes."""
 
 
 # -- spawn+join: task creation and completion --------------------------------------------
@@ -268,6 +280,254 @@ async def timers_asyncio(n: int) -> Metrics:
     return _timer_metrics(perf_counter() - start, delays, lateness)
 
 
+# -- tcp-echo: real sockets --------------------------------------------------------------
+#
+# An echo server and its clients in one runtime (one event loop), over 127.0.0.1. The
+# clients connect first; the clock runs while every client does its round trips: send
+# 64 bytes, read until the 64 bytes came back, again. Then the clients disconnect and
+# the run waits for every server handler to see the end of its stream. On a runtime
+# without an OS (the single-threaded one) the same code runs over the in-memory network.
+
+
+async def _echo(stream: anyrt.ByteStream) -> None:
+    while data := await stream.receive():
+        await stream.send(data)
+
+
+async def _echo_client(stream: anyrt.ByteStream, round_trips: int) -> None:
+    size = len(TCP_MESSAGE)
+    for _ in range(round_trips):
+        await stream.send(TCP_MESSAGE)
+        received = 0
+        while received < size:
+            data = await stream.receive(size - received)
+            if not data:
+                raise ConnectionError("the echo server closed the connection")
+            received += len(data)
+
+
+async def tcp_echo(rt: anyrt.Runtime, n: int, clients: int = TCP_CLIENTS) -> Metrics:
+    """Echo ``n`` round trips of 64 bytes on each of ``clients`` connections at once."""
+    handlers_done = anyrt.Semaphore(rt, 0)
+
+    async def echo(stream: anyrt.ByteStream) -> None:
+        await _echo(stream)
+        handlers_done.release()
+
+    listener = await rt.listen_tcp("127.0.0.1", 0)
+    server = rt.spawn(listener.serve(echo))
+    streams = [await rt.connect_tcp(*listener.address) for _ in range(clients)]
+    start = perf_counter()
+    tasks = [rt.spawn(_echo_client(stream, n)) for stream in streams]
+    for task in tasks:
+        await task
+    elapsed = perf_counter() - start
+    for stream in streams:
+        await stream.aclose()
+    for _ in streams:
+        await handlers_done.acquire()
+    await listener.aclose()
+    await server
+    return {"round trips/s": clients * n / elapsed}
+
+
+async def tcp_echo_asyncio(n: int, clients: int = TCP_CLIENTS) -> Metrics:
+    """`tcp_echo` for asyncio, with streams (`asyncio.start_server`, `open_connection`)."""
+    handlers_done = asyncio.Semaphore(0)
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        handlers_done.release()
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(n):
+            writer.write(TCP_MESSAGE)
+            await writer.drain()
+            await reader.readexactly(len(TCP_MESSAGE))
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
+    start = perf_counter()
+    tasks = [asyncio.create_task(client(reader, writer)) for reader, writer in connections]
+    for task in tasks:
+        await task
+    elapsed = perf_counter() - start
+    for _, writer in connections:
+        writer.close()
+        await writer.wait_closed()
+    for _ in connections:
+        await handlers_done.acquire()
+    server.close()
+    await server.wait_closed()
+    return {"round trips/s": clients * n / elapsed}
+
+
+class _EchoServerProtocol(asyncio.Protocol):
+    def __init__(self, closed: asyncio.Semaphore) -> None:
+        self.closed = closed
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.release()
+
+
+class _EchoClientProtocol(asyncio.Protocol):
+    """Sends the message, and again each time it has all come back, ``round_trips`` times."""
+
+    def __init__(self, round_trips: int) -> None:
+        self.remaining = round_trips
+        self.received = 0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def start(self) -> None:
+        self.transport.write(TCP_MESSAGE)
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.received < len(TCP_MESSAGE):
+            return
+        self.received = 0
+        self.remaining -= 1
+        if self.remaining:
+            self.transport.write(TCP_MESSAGE)
+        else:
+            self.done.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc or ConnectionError("the echo server closed"))
+
+
+async def tcp_echo_protocols_asyncio(n: int, clients: int = TCP_CLIENTS) -> Metrics:
+    """`tcp_echo` for asyncio, with protocols (`loop.create_server`, `create_connection`)."""
+    loop = asyncio.get_running_loop()
+    handlers_done = asyncio.Semaphore(0)
+    server = await loop.create_server(lambda: _EchoServerProtocol(handlers_done), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    protocols = []
+    for _ in range(clients):
+        _, protocol = await loop.create_connection(
+            lambda: _EchoClientProtocol(n), "127.0.0.1", port
+        )
+        protocols.append(protocol)
+    start = perf_counter()
+    for protocol in protocols:
+        protocol.start()
+    for protocol in protocols:
+        await protocol.done
+    elapsed = perf_counter() - start
+    for protocol in protocols:
+        protocol.transport.close()
+    for _ in protocols:
+        await handlers_done.acquire()
+    server.close()
+    await server.wait_closed()
+    return {"round trips/s": clients * n / elapsed}
+
+
+# -- hash: CPU work that releases the GIL ------------------------------------------------
+#
+# `hashlib` releases the GIL while it hashes a large buffer, so tasks hashing right in
+# the task (no spawn_blocking) run in parallel on a runtime with several worker threads
+# and one after the other on an event loop.
+
+
+def hash_input() -> bytes:
+    """Return the `HASH_INPUT_SIZE` bytes every task of the hash workload hashes."""
+    return bytes(range(256)) * (HASH_INPUT_SIZE // 256)
+
+
+async def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+async def hash_tasks(rt: anyrt.Runtime, n: int) -> Metrics:
+    """Run ``n`` tasks that each hash the same 1 MiB with SHA-256."""
+    data = hash_input()
+    start = perf_counter()
+    tasks = [rt.spawn(_sha256(data)) for _ in range(n)]
+    for task in tasks:
+        await task
+    return {"hashes/s": n / (perf_counter() - start)}
+
+
+async def hash_tasks_asyncio(n: int) -> Metrics:
+    """`hash_tasks` for asyncio."""
+    data = hash_input()
+    start = perf_counter()
+    tasks = [asyncio.create_task(_sha256(data)) for _ in range(n)]
+    for task in tasks:
+        await task
+    return {"hashes/s": n / (perf_counter() - start)}
+
+
+# -- cross-thread: a plain thread wakes a task -------------------------------------------
+#
+# For each wake-up the task makes a fresh one-shot pair (asyncio: a loop future), hands
+# the sending half to a plain thread through a queue and waits; the thread takes it and
+# sends. Every send thus comes from outside the runtime, at a moment the task is (about
+# to be) parked on it.
+
+
+def _start_sender(n: int, deliver: Callable[[Any, int], object]) -> queue.SimpleQueue[Any]:
+    """Start a thread that calls ``deliver(q.get(), i)`` for i in 0..n-1; return q."""
+    handoff: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def sender() -> None:
+        for i in range(n):
+            deliver(handoff.get(), i)
+
+    threading.Thread(target=sender, name="bench-sender", daemon=True).start()
+    return handoff
+
+
+async def cross_thread(rt: anyrt.Runtime, n: int) -> Metrics:
+    """Wake a task ``n`` times from a plain thread, a fresh `oneshot` per wake-up."""
+    handoff = _start_sender(n, lambda tx, i: tx.send(i))
+
+    async def receiver() -> None:
+        for i in range(n):
+            tx: anyrt.Sender[int]
+            tx, rx = rt.oneshot()
+            handoff.put(tx)
+            if await rx != i:
+                raise AssertionError("wake-ups arrived out of order")
+
+    start = perf_counter()
+    await rt.spawn(receiver())
+    return {"wake-ups/s": n / (perf_counter() - start)}
+
+
+async def cross_thread_asyncio(n: int) -> Metrics:
+    """`cross_thread` for asyncio: the thread resolves loop futures with call_soon_threadsafe."""
+    loop = asyncio.get_running_loop()
+    handoff = _start_sender(n, lambda fut, i: loop.call_soon_threadsafe(fut.set_result, i))
+
+    async def receiver() -> None:
+        for i in range(n):
+            fut: asyncio.Future[int] = loop.create_future()
+            handoff.put(fut)
+            if await fut != i:
+                raise AssertionError("wake-ups arrived out of order")
+
+    start = perf_counter()
+    await asyncio.create_task(receiver())
+    return {"wake-ups/s": n / (perf_counter() - start)}
+
+
 # -- the table the runner reads ----------------------------------------------------------
 
 
@@ -294,6 +554,10 @@ class Workload:
     """The first one is the headline metric."""
     real_clock: bool = False
     """Whether the workload measures real time, so a virtual-clock runtime must not run it."""
+    needs: tuple[str, ...] = ()
+    """Runtime capabilities it cannot run without, e.g. ``"threads"``; others skip it."""
+    sockets: bool = False
+    """Whether it uses the network, which an in-memory network makes incomparable."""
 
     @property
     def quick_size(self) -> int:
@@ -349,6 +613,44 @@ WORKLOADS: dict[str, Workload] = {
                 Metric("lateness p99 ms", higher_is_better=False),
             ),
             real_clock=True,
+        ),
+        Workload(
+            "tcp-echo",
+            f"{TCP_CLIENTS} clients x {{n:,}} round trips of {len(TCP_MESSAGE)} B over "
+            "127.0.0.1, server in the same runtime (asyncio: streams)",
+            tcp_echo,
+            tcp_echo_asyncio,
+            2_000,
+            (Metric("round trips/s", higher_is_better=True),),
+            sockets=True,
+        ),
+        Workload(
+            "tcp-echo-protocols",
+            f"{TCP_CLIENTS} clients x {{n:,}} round trips of {len(TCP_MESSAGE)} B over "
+            "127.0.0.1, server in the same runtime (asyncio: protocols; anyrt: as tcp-echo)",
+            tcp_echo,
+            tcp_echo_protocols_asyncio,
+            2_000,
+            (Metric("round trips/s", higher_is_better=True),),
+            sockets=True,
+        ),
+        Workload(
+            "hash",
+            f"{{n:,}} tasks each SHA-256 {HASH_INPUT_SIZE >> 20} MiB in the task "
+            "(hashlib releases the GIL)",
+            hash_tasks,
+            hash_tasks_asyncio,
+            400,
+            (Metric("hashes/s", higher_is_better=True),),
+        ),
+        Workload(
+            "cross-thread",
+            "a plain thread wakes a task {n:,} times, a fresh oneshot (future) per wake-up",
+            cross_thread,
+            cross_thread_asyncio,
+            20_000,
+            (Metric("wake-ups/s", higher_is_better=True),),
+            needs=("threads",),
         ),
     ]
 }

@@ -11,8 +11,21 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ("spawn-join", "yield-storm", "ping-pong", "ping-pong-event", "timers")
-RUNTIMES = ("single-threaded", "asyncio")
+WORKLOADS = (
+    "spawn-join",
+    "yield-storm",
+    "ping-pong",
+    "ping-pong-event",
+    "timers",
+    "tcp-echo",
+    "tcp-echo-protocols",
+    "hash",
+    "cross-thread",
+)
+RUNTIMES = ("single-threaded", "work-stealing-1", "work-stealing-2", "asyncio", "uvloop")
+SOCKET_WORKLOADS = ("tcp-echo", "tcp-echo-protocols")
+# A plain thread cannot wake single-threaded: it has no threads, and would report a deadlock.
+SKIPPED = {("cross-thread", "single-threaded")}
 
 
 def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
@@ -58,6 +71,16 @@ def test_quick_run_prints_a_row_for_every_case(quick_run: tuple[str, dict[str, o
             assert rows, f"no row for {workload} on {runtime}:\n{stdout}"
         # The baseline compares equal to itself on every metric.
         assert all(line.endswith("1.00x") for line in lines if line.split()[:1] == ["asyncio"])
+        notes = [line for line in lines if line.startswith("  note: ")]
+        if workload in SOCKET_WORKLOADS:
+            assert notes == [
+                "  note: single-threaded runs over its in-memory network, "
+                "not real sockets: not comparable"
+            ]
+        else:
+            assert notes == []
+    (skipped,) = [line for line in found["cross-thread"] if line.split()[:1] == ["single-threaded"]]
+    assert skipped.split() == ["single-threaded", "n/a", "needs", "threads", "-"]
 
 
 def test_quick_run_writes_every_case_to_json(quick_run: tuple[str, dict[str, object]]) -> None:
@@ -68,6 +91,12 @@ def test_quick_run_writes_every_case_to_json(quick_run: tuple[str, dict[str, obj
         (workload, runtime) for workload in WORKLOADS for runtime in RUNTIMES
     }
     for case in cases:
+        assert "error" not in case, case["error"]
+        if (case["workload"], case["runtime"]) in SKIPPED:
+            assert case["runs"] == []
+            assert case["skipped"] == "n/a: needs threads"
+            continue
+        assert "skipped" not in case
         assert len(case["runs"]) == 1
         assert all(value > 0 for key, value in case["runs"][0].items() if key.endswith("/s"))
 
@@ -123,10 +152,18 @@ def test_unknown_name_lists_the_valid_ones(option: str, valid: tuple[str, ...]) 
     assert done.stdout == ""
 
 
-def test_repeat_must_be_positive() -> None:
-    done = run_bench("--repeat", "0")
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--repeat", "0"), "positive integer"),
+        (("--timeout", "0"), "positive number of seconds"),
+        (("--timeout", "nan"), "positive number of seconds"),
+    ],
+)
+def test_counts_must_be_positive(args: tuple[str, str], message: str) -> None:
+    done = run_bench(*args)
     assert done.returncode == 2
-    assert "positive integer" in done.stderr
+    assert message in done.stderr
 
 
 @pytest.fixture
@@ -135,6 +172,49 @@ def workloads(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     import bench.workloads
 
     return bench.workloads
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(ROOT))
+    import bench.run
+
+    return bench.run
+
+
+def test_a_hung_run_reports_where_its_threads_were(runner: ModuleType) -> None:
+    # A billion cross-thread wake-ups cannot finish within the timeout; the child dumps
+    # its threads' stacks at 90% of it (the last 10%, at most 10 s, is the margin).
+    with pytest.raises(runner.CaseFailed) as caught:
+        runner.run_case("cross-thread", "work-stealing-2", 10**9, timeout=4)
+    message = str(caught.value)
+    assert message.startswith("cross-thread on work-stealing-2 hung: no result after 3.6 s")
+    assert "(most recent call first)" in message
+    assert "bench/workloads.py" in message.replace("\\", "/")
+
+
+def test_a_failed_case_is_reported_and_the_others_go_on(
+    runner: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run_case(workload: str, runtime: str, size: int, *, timeout: float) -> dict[str, float]:
+        if runtime == "work-stealing-1":
+            raise runner.CaseFailed(f"{workload} on {runtime} failed (exit 1):\nTraceback ...")
+        return {"hashes/s": 100.0 if runtime == "asyncio" else 150.0}
+
+    monkeypatch.setattr(runner, "run_case", run_case)
+    hash_ = runner.WORKLOADS["hash"]
+    runtimes = ["work-stealing-1", "work-stealing-2", "asyncio"]
+    results = runner.run_all([hash_], runtimes, repeat=3, quick=True)
+    failed = results["hash", "work-stealing-1"]
+    assert (failed.runs, failed.error) == (
+        [],
+        "hash on work-stealing-1 failed (exit 1):\nTraceback ...",
+    )
+    assert len(results["hash", "work-stealing-2"].runs) == 3
+    assert capsys.readouterr().err.count("error: hash on work-stealing-1 failed") == 1
+    table = runner.format_tables(results, [hash_], runtimes, quick=True).splitlines()
+    assert table[-3].split()[:2] == ["work-stealing-1", "FAILED"]
+    assert table[-2].split()[-1] == "1.50x"
 
 
 def test_timer_delays_are_seeded_and_in_range(workloads: ModuleType) -> None:
