@@ -70,6 +70,8 @@ class NativeRuntime(ABC):
         self._tasks: dict[NativeTask[Any], None] = {}
         self._tasks_lock = threading.Lock()
         self._closed = False
+        # The clock's raw time source, for the hot paths (subclasses may replace it).
+        self._now_fn: Callable[[], float] = self.now
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._tasks)} tasks"
@@ -157,11 +159,14 @@ class NativeRuntime(ABC):
 
     async def sleep(self, seconds: float) -> None:
         """Suspend for ``seconds``; ``sleep(0)`` yields to the other ready tasks."""
+        if type(seconds) is float and seconds > 0.0:  # the common case, checked cheaply
+            await _Sleep(self._now_fn() + seconds)
+            return
         if seconds == 0 and type(seconds) is not bool:
             await YIELD
             return
         seconds = check_seconds(seconds, "sleep()")
-        await _Sleep(self.now() + seconds)
+        await _Sleep(self._now_fn() + seconds)
 
     async def sleep_until(self, deadline: float) -> None:
         """Suspend until `now` reaches ``deadline``."""

@@ -118,6 +118,8 @@ class SingleThreaded(NativeRuntime):
         super().__init__(error_handler=error_handler)
         self._clock = _make_clock(clock, idle)
         self._virtual = isinstance(self._clock, VirtualClock)
+        clock = self._clock
+        self._now_fn = clock._now if isinstance(clock, MonotonicClock) else clock.now
         if not self._virtual:
             self.capabilities = tuple(c for c in self.capabilities if c != "virtual-time")
         # A real monotonic clock idles by waiting on the inbox, so other threads can wake it.

@@ -389,6 +389,7 @@ class WorkStealing(NativeRuntime):
         self._driver = threading.Lock()
         self._stopping = False
         self._tasks_done = threading.Condition(self._tasks_lock)
+        self._now_fn = time.monotonic
         self._blocking = BlockingPool("anyrt-work-stealing", max_threads=max_blocking_threads)
         self._workers = [_Worker(self, index) for index in range(workers)]
         for worker in self._workers:
