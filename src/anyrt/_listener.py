@@ -1,9 +1,10 @@
-"""The accept loop behind every `Listener.serve`, written once on the protocols."""
+"""What every stream and listener shares: the accept loop behind `serve`, and ``async with``."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from ._exceptions import ClosedResourceError
 from ._protocols import ByteStream, Executor, Listener
@@ -36,3 +37,23 @@ async def _handle(handler: Callable[[ByteStream], Awaitable[object]], stream: By
 
 def _handler_name(handler: Any) -> str:
     return f"serve:{getattr(handler, '__qualname__', type(handler).__name__)}"
+
+
+class AsyncResource:
+    """``async with resource:`` closes it with ``aclose()`` (streams and listeners)."""
+
+    __slots__ = ()
+
+    async def aclose(self) -> None:  # pragma: no cover - every subclass defines it
+        """Close the resource; idempotent."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

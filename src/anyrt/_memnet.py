@@ -23,11 +23,10 @@ import errno
 import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import TYPE_CHECKING, Self, final
+from typing import TYPE_CHECKING, final
 
 from ._exceptions import ClosedResourceError
-from ._listener import serve_listener
+from ._listener import AsyncResource, serve_listener
 from ._protocols import ByteStream
 from ._sync import Event
 from ._task import YIELD
@@ -90,7 +89,7 @@ class _Pipe:
 
 
 @final
-class MemoryStream:
+class MemoryStream(AsyncResource):
     """One end of an in-memory connection; implements `anyrt.ByteStream`."""
 
     __slots__ = ("_closed", "_eof_sent", "_inbound", "_outbound", "_runtime", "local", "remote")
@@ -183,20 +182,9 @@ class MemoryStream:
         for signal in (inbound.readable, inbound.writable, outbound.readable, outbound.writable):
             signal.fire()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
 
 @final
-class MemoryListener:
+class MemoryListener(AsyncResource):
     """A listening address in the in-memory network; implements `anyrt.Listener`."""
 
     __slots__ = ("_address", "_backlog", "_closed", "_network", "_ready")
@@ -242,17 +230,6 @@ class MemoryListener:
         while self._backlog:
             await self._backlog.popleft().aclose()
         self._ready.fire()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class MemoryNetwork:

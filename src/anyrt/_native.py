@@ -122,6 +122,19 @@ class NativeRuntime(ABC):
     #: The task class: `LocalTask` for thread-confined loops, `SharedTask` otherwise.
     _task_class: ClassVar[type[NativeTask[Any]]]
 
+    def _check_block_on(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Refuse a non-coroutine, a closed runtime, and a call from inside any runtime."""
+        if type(coro) is not CoroutineType:
+            check_coroutine(coro, "block_on")
+        self._check_open(coro)
+        running = thread_state.runtime
+        if running is not None:
+            coro.close()
+            raise RuntimeError(
+                f"block_on() was called from inside a task of the {running.name!r} anyrt "
+                "runtime, which would block it; await the coroutine or spawn() it instead"
+            )
+
     def _new_task(
         self, coro: Coroutine[Any, Any, T], name: str | None, sched: Any, method: str
     ) -> NativeTask[T]:

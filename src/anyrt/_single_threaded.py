@@ -26,7 +26,7 @@ from ._exceptions import Cancelled, Deadlock, ParkedTask
 from ._memnet import MemoryListener, MemoryNetwork, MemoryStream
 from ._native import ErrorHandler, NativeRuntime, logger, thread_state
 from ._protocols import FileDescriptorLike
-from ._task import DONE, PARKED, LocalTask, NativeTask, Worker, check_coroutine
+from ._task import DONE, PARKED, LocalTask, NativeTask, Worker
 from ._timers import TimerQueue
 
 _sniffio_state: Any
@@ -228,16 +228,7 @@ class SingleThreaded(NativeRuntime):
             Deadlock: ``coro`` can never finish (nothing ready, no timer pending).
             RuntimeError: called from inside a task, or after `close`.
         """
-        if type(coro) is not CoroutineType:
-            check_coroutine(coro, "block_on")
-        self._check_open(coro)
-        running = thread_state.runtime
-        if running is not None:
-            coro.close()
-            raise RuntimeError(
-                f"block_on() was called from inside a task of the {running.name!r} anyrt "
-                "runtime, which would block it; await the coroutine or spawn() it instead"
-            )
+        self._check_block_on(coro)
         main = self._new_task(coro, None, self._loop, "block_on")
         self._enter()
         try:

@@ -12,11 +12,10 @@ import itertools
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, Protocol, Self, final
+from typing import Any, Protocol, final
 
 from ._exceptions import ClosedResourceError
-from ._listener import serve_listener
+from ._listener import AsyncResource, serve_listener
 from ._protocols import ByteStream, FileDescriptorLike, FullExecutor
 from ._reactor import READ, WRITE
 from ._validate import check_positive_int
@@ -41,7 +40,7 @@ class SocketRuntime(FullExecutor, Protocol):
 
 
 @final
-class SocketStream:
+class SocketStream(AsyncResource):
     """A connected TCP or Unix socket; implements `anyrt.ByteStream`."""
 
     __slots__ = ("_closed", "_runtime", "_token", "socket")
@@ -116,20 +115,9 @@ class SocketStream:
         self._runtime._notify_closing(self.socket)
         self.socket.close()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
 
 @final
-class SocketListener:
+class SocketListener(AsyncResource):
     """A listening socket; implements `anyrt.Listener`."""
 
     __slots__ = ("_closed", "_runtime", "_token", "socket")
@@ -182,17 +170,6 @@ class SocketListener:
         self._closed = True
         self._runtime._notify_closing(self.socket)
         self.socket.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _check_port(port: object) -> int:

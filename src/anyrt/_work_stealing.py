@@ -538,16 +538,7 @@ class WorkStealing(NativeRuntime):
         Raises:
             RuntimeError: called from inside a task, or after `close`.
         """
-        if type(coro) is not CoroutineType:
-            check_coroutine(coro, "block_on")
-        self._check_open(coro)
-        running = thread_state.runtime
-        if running is not None:
-            coro.close()
-            raise RuntimeError(
-                f"block_on() was called from inside a task of the {running.name!r} anyrt "
-                "runtime, which would block it; await the coroutine or spawn() it instead"
-            )
+        self._check_block_on(coro)
         main = self._new_task(coro, None, self, "block_on")
         self._register(main, coro)
         waiter = _BlockOnWaiter()
