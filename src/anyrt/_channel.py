@@ -10,7 +10,7 @@ from ._exceptions import ClosedResourceError
 from ._protocols import Executor
 from ._sync import _check_executor, _oneshot
 from ._validate import check_positive_int, check_seconds
-from ._waiters import ThreadWaiter, check_plain_thread, fail_all
+from ._waiters import ThreadWaiter, check_plain_thread, fail_all, hand_off
 
 __all__ = ["Channel", "EndOfChannel"]
 
@@ -76,10 +76,8 @@ class Channel(Generic[T]):
         """Place ``item`` with a receiver or in the buffer; False if it must wait."""
         if self._closed:
             raise ClosedResourceError("send() on a closed anyrt.Channel")
-        receivers = self._receivers
-        while receivers:
-            if receivers.popleft().send(item):
-                return True
+        if hand_off(self._receivers, item):
+            return True
         if len(self._buffer) < self._capacity and not self._senders:
             self._buffer.append(item)
             return True

@@ -30,7 +30,7 @@ from ._listener import AsyncResource, serve_listener
 from ._protocols import ByteStream
 from ._sync import Event
 from ._task import YIELD
-from ._validate import check_positive_int
+from ._validate import check_port, check_positive_int
 
 if TYPE_CHECKING:
     from ._native import NativeRuntime
@@ -44,14 +44,6 @@ def _normalize(host: str) -> str:
     if not isinstance(host, str):
         raise TypeError(f"host must be a str, not {type(host).__name__}")
     return _ALIASES.get(host, host)
-
-
-def _check_port(port: object) -> int:
-    if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"port must be an int, not {type(port).__name__}")
-    if not 0 <= port <= 65535:
-        raise OverflowError(f"port must be 0-65535, got {port}")
-    return port
 
 
 class _Signal:
@@ -264,7 +256,7 @@ class MemoryNetwork:
     async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> MemoryListener:
         """Bind ``host:port`` (port 0 picks a free port)."""
         host = _normalize(host)
-        port = _check_port(port)
+        port = check_port(port)
         if port == 0:
             port = self._free_port(host)
         existing = self._listeners.get((host, port))
@@ -289,7 +281,7 @@ class MemoryNetwork:
     async def connect_tcp(self, host: str, port: int) -> MemoryStream:
         """Connect to a listener, or raise `ConnectionRefusedError`."""
         host = _normalize(host)
-        port = _check_port(port)
+        port = check_port(port)
         await YIELD
         group = self._find(host, port)
         if not group:

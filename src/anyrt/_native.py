@@ -1,7 +1,7 @@
 """What every bundled (native) runtime shares: spawning, timers, errors, shutdown.
 
 A backend subclasses `NativeRuntime` and supplies the worker loop: where a new task
-is scheduled (`_spawn_target`), which task and worker the calling thread is running
+is scheduled (`spawn`), which task and worker the calling thread is running
 (`_current`), `block_on`, `spawn_local`, `spawn_blocking`, the reactor and `_shutdown`.
 """
 
@@ -27,6 +27,12 @@ from ._validate import check_deadline, check_seconds
 T = TypeVar("T")
 
 logger = logging.getLogger("anyrt")
+
+sniffio_state: Any
+try:  # sniffio is optional; when present, anyio-based code learns it runs on anyrt.
+    from sniffio import thread_local as sniffio_state
+except ImportError:  # pragma: no cover - sniffio is a dev dependency
+    sniffio_state = None
 
 ErrorHandler = Callable[[TaskError], None]
 
@@ -78,10 +84,6 @@ class NativeRuntime(ABC):
         return f"<anyrt {self.name} runtime, {state}>"
 
     # -- hooks for the backends -----------------------------------------------------
-
-    @abstractmethod
-    def _spawn_target(self) -> Any:
-        """Return where a task spawned from the calling thread is scheduled."""
 
     @abstractmethod
     def _current(self) -> tuple[NativeTask[Any], Worker] | None:

@@ -24,16 +24,10 @@ from typing import Any, ClassVar, Final, ParamSpec, TypeVar, final
 from ._clock import Clock, MonotonicClock, VirtualClock
 from ._exceptions import Cancelled, Deadlock, ParkedTask
 from ._memnet import MemoryListener, MemoryNetwork, MemoryStream
-from ._native import ErrorHandler, NativeRuntime, logger, thread_state
+from ._native import ErrorHandler, NativeRuntime, logger, sniffio_state, thread_state
 from ._protocols import FileDescriptorLike
 from ._task import DONE, PARKED, LocalTask, NativeTask, Worker
 from ._timers import TimerQueue
-
-_sniffio_state: Any
-try:  # sniffio is optional; when present, anyio-based code learns it runs on anyrt.
-    from sniffio import thread_local as _sniffio_state
-except ImportError:  # pragma: no cover - sniffio is a dev dependency
-    _sniffio_state = None
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -152,9 +146,6 @@ class SingleThreaded(NativeRuntime):
 
     _task_class = LocalTask
 
-    def _spawn_target(self) -> _Loop:
-        return self._loop
-
     def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> NativeTask[T]:
         """Schedule ``coro`` as a new task; callable from any thread. See `anyrt.Executor`."""
         loop = self._loop
@@ -263,15 +254,15 @@ class SingleThreaded(NativeRuntime):
         thread_state.runtime = self
         loop = self._loop
         loop.owner = get_ident()
-        if _sniffio_state is not None:
-            self._sniffio_saved = _sniffio_state.name
-            _sniffio_state.name = "anyrt"
+        if sniffio_state is not None:
+            self._sniffio_saved = sniffio_state.name
+            sniffio_state.name = "anyrt"
 
     def _exit(self) -> None:
         thread_state.runtime = None
         self._running = False
-        if _sniffio_state is not None:
-            _sniffio_state.name = self._sniffio_saved
+        if sniffio_state is not None:
+            sniffio_state.name = self._sniffio_saved
 
     # -- the loop -------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from ._exceptions import ClosedResourceError
 from ._listener import AsyncResource, serve_listener
 from ._protocols import ByteStream, FileDescriptorLike, FullExecutor
 from ._reactor import READ, WRITE
-from ._validate import check_positive_int
+from ._validate import check_port, check_positive_int
 
 _LISTEN_BACKLOG = 1024
 # Owner tokens for the reactor's kept interest: unique per socket object, never 0.
@@ -172,14 +172,6 @@ class SocketListener(AsyncResource):
         self.socket.close()
 
 
-def _check_port(port: object) -> int:
-    if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"port must be an int, not {type(port).__name__}")
-    if not 0 <= port <= 65535:
-        raise OverflowError(f"port must be 0-65535, got {port}")
-    return port
-
-
 async def _resolve(
     runtime: SocketRuntime, host: str, port: int, *, passive: bool = False
 ) -> list[tuple[Any, ...]]:
@@ -199,7 +191,7 @@ async def connect_tcp(runtime: SocketRuntime, host: str, port: int) -> SocketStr
         ConnectionRefusedError: every address refused.
         OSError: the last other error, as the OS reported it.
     """
-    port = _check_port(port)
+    port = check_port(port)
     infos = await _resolve(runtime, host, port)
     last: OSError | None = None
     for family, kind, proto, _, address in infos:
@@ -233,7 +225,7 @@ async def listen_tcp(
     runtime: SocketRuntime, host: str, port: int, *, reuse_port: bool = False
 ) -> SocketListener:
     """Bind and listen on the first address ``host`` resolves to."""
-    port = _check_port(port)
+    port = check_port(port)
     infos = await _resolve(runtime, host, port, passive=True)
     family, kind, proto, _, address = infos[0]
     reuse_port_option = getattr(socket, "SO_REUSEPORT", None)

@@ -14,6 +14,7 @@ from typing import Any, final
 
 from ._protocols import Executor, Receiver, Sender
 from ._validate import check_positive_int
+from ._waiters import hand_off
 
 __all__ = ["Event", "Lock", "Semaphore"]
 
@@ -156,11 +157,8 @@ class Lock(_Acquirable):
         with self._lock:
             if not self._locked:
                 raise RuntimeError("release() of an anyrt.Lock that is not locked")
-            waiters = self._waiters
-            while waiters:
-                if waiters.popleft().send(None):
-                    return
-            self._locked = False
+            if not hand_off(self._waiters, None):
+                self._locked = False
 
 
 @final
@@ -201,8 +199,5 @@ class Semaphore(_Acquirable):
     def release(self) -> None:
         """Return one unit, handing it to the longest waiter if there is one."""
         with self._lock:
-            waiters = self._waiters
-            while waiters:
-                if waiters.popleft().send(None):
-                    return
-            self._value += 1
+            if not hand_off(self._waiters, None):
+                self._value += 1

@@ -81,17 +81,6 @@ class TimerQueue:
                 fired += 1
         return fired
 
-    def pop_due(self, now: float) -> list[TimerEntry]:
-        """Remove and return the live entries due at ``now``, without firing them."""
-        heap = self._heap
-        due: list[TimerEntry] = []
-        while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)[2]
-            if not entry.cancelled:
-                entry.cancelled = True
-                due.append(entry)
-        return due
-
     def _compact(self) -> None:
         heap = self._heap
         live = [item for item in heap if not item[2].cancelled]

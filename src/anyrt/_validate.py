@@ -37,3 +37,12 @@ def check_positive_int(value: object, where: str, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{where} must be at least {minimum}, got {value}")
     return value
+
+
+def check_port(port: object) -> int:
+    """Return ``port`` if it is an int in 0-65535, else raise `TypeError`/`OverflowError`."""
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, not {type(port).__name__}")
+    if not 0 <= port <= 65535:
+        raise OverflowError(f"port must be 0-65535, got {port}")
+    return port

@@ -40,7 +40,7 @@ from typing import Any, ClassVar, Final, ParamSpec, TypeVar, final
 
 from ._blocking import BlockingPool
 from ._exceptions import Cancelled
-from ._native import ErrorHandler, NativeRuntime, thread_state
+from ._native import ErrorHandler, NativeRuntime, sniffio_state, thread_state
 from ._protocols import FileDescriptorLike, Receiver, Sender
 from ._reactor import READ, WRITE, IOWait, OSReactor, fileno
 from ._sockets import (
@@ -54,12 +54,6 @@ from ._sockets import (
 from ._task import LocalTask, NativeTask, SharedTask, Worker, check_coroutine
 from ._timers import TimerQueue
 from ._validate import check_positive_int
-
-_sniffio_state: Any
-try:  # see _single_threaded
-    from sniffio import thread_local as _sniffio_state
-except ImportError:  # pragma: no cover - sniffio is a dev dependency
-    _sniffio_state = None
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -155,8 +149,8 @@ class _Worker:
         self.owner = threading.get_ident()
         _this.worker = self
         thread_state.runtime = runtime
-        if _sniffio_state is not None:
-            _sniffio_state.name = "anyrt"
+        if sniffio_state is not None:
+            sniffio_state.name = "anyrt"
         try:
             while not runtime._stopping:
                 task = self.next_task()
@@ -405,9 +399,6 @@ class WorkStealing(NativeRuntime):
     def now(self) -> float:
         """Return `time.monotonic()`."""
         return time.monotonic()
-
-    def _spawn_target(self) -> WorkStealing:
-        return self
 
     def _current(self) -> tuple[NativeTask[Any], Worker] | None:
         worker = _this.worker
