@@ -1,0 +1,1 @@
+"""anyrt on asyncio (work in progress)."""

@@ -1,0 +1,1 @@
+"""anyrt on trio (work in progress)."""
