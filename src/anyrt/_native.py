@@ -76,6 +76,7 @@ class NativeRuntime(ABC):
         self._tasks: dict[NativeTask[Any], None] = {}
         self._tasks_lock = threading.Lock()
         self._closed = False
+        self._close_hooks: list[Callable[[], object]] = []
         # The clock's raw time source, for the hot paths (subclasses may replace it).
         self._now_fn: Callable[[], float] = self.now
 
@@ -220,6 +221,30 @@ class NativeRuntime(ABC):
     @abstractmethod
     def close(self) -> None:
         """Cancel every task, let their ``finally`` blocks run, release every resource."""
+
+    def _add_close_hook(self, hook: Callable[[], object]) -> None:
+        """Have `close` call ``hook()`` once every task has ended.
+
+        For compat shims that start a side thread on behalf of the runtime (the asyncio
+        loop thread of ``anyrt_asyncio.compat``): the runtime's ``close()`` stops it.
+
+        Raises:
+            RuntimeError: the runtime is already closed.
+        """
+        with self._tasks_lock:
+            if not self._closed:
+                self._close_hooks.append(hook)
+                return
+        self._check_open()
+
+    def _run_close_hooks(self) -> None:
+        with self._tasks_lock:
+            hooks, self._close_hooks = self._close_hooks, []
+        for hook in reversed(hooks):
+            try:
+                hook()
+            except Exception:
+                logger.exception("anyrt: the close hook %r raised", hook)
 
 
 class _Sleep(TimerEntry):

@@ -386,8 +386,10 @@ class SingleThreaded(NativeRuntime):
         try:
             self._shutdown()
         finally:
-            self._closed = True
+            with self._tasks_lock:
+                self._closed = True
             self._exit()
+            self._run_close_hooks()
 
     def _shutdown(self) -> None:
         for _ in range(_SHUTDOWN_ROUNDS):

@@ -594,6 +594,7 @@ class WorkStealing(NativeRuntime):
             self._closed = True
         try:
             self._cancel_all()
+            self._run_close_hooks()
         finally:
             self._stop_workers()
             self._reap_leftovers()
