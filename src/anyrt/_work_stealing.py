@@ -34,24 +34,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from functools import partial
 from types import CoroutineType
 from typing import Any, ClassVar, Final, ParamSpec, TypeVar, final
 
-from ._blocking import BlockingPool
-from ._exceptions import Cancelled
-from ._native import ErrorHandler, NativeRuntime, sniffio_state, thread_state
-from ._protocols import FileDescriptorLike, Receiver, Sender
+from ._native import ErrorHandler, sniffio_state, thread_state
+from ._protocols import FileDescriptorLike
 from ._reactor import READ, WRITE, IOWait, OSReactor, fileno
-from ._sockets import (
-    SocketListener,
-    SocketStream,
-    connect_tcp,
-    connect_unix,
-    listen_tcp,
-    listen_unix,
-)
 from ._task import LocalTask, NativeTask, SharedTask, Worker, check_coroutine
+from ._threaded import ThreadedRuntime
 from ._timers import TimerQueue
 from ._validate import check_positive_int
 
@@ -331,20 +321,8 @@ class _Worker:
         self.runtime._notify_one()
 
 
-class _BlockOnWaiter:
-    """Stands in for a task in a waiter list: `block_on`'s thread waits on it."""
-
-    __slots__ = ("event",)
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-    def wake(self) -> None:
-        self.event.set()
-
-
 @final
-class WorkStealing(NativeRuntime):
+class WorkStealing(ThreadedRuntime):
     """The multi-threaded runtime: work-stealing workers, an OS reactor, a blocking pool.
 
     Args:
@@ -371,20 +349,15 @@ class WorkStealing(NativeRuntime):
         max_blocking_threads: int = 64,
         error_handler: ErrorHandler | None = None,
     ) -> None:
-        super().__init__(error_handler=error_handler)
+        super().__init__(max_blocking_threads=max_blocking_threads, error_handler=error_handler)
         if workers is None:
             workers = os.cpu_count() or 1
         check_positive_int(workers, "workers")
-        check_positive_int(max_blocking_threads, "max_blocking_threads")
         self._reactor = OSReactor()
         self._injector: deque[NativeTask[Any]] = deque()
         self._idle_lock = threading.Lock()
         self._sleepers: list[_Worker] = []
         self._driver = threading.Lock()
-        self._stopping = False
-        self._tasks_done = threading.Condition(self._tasks_lock)
-        self._now_fn = time.monotonic
-        self._blocking = BlockingPool("anyrt-work-stealing", max_threads=max_blocking_threads)
         self._workers = [_Worker(self, index) for index in range(workers)]
         for worker in self._workers:
             worker.thread.start()
@@ -396,21 +369,11 @@ class WorkStealing(NativeRuntime):
 
     # -- NativeRuntime hooks --------------------------------------------------------------
 
-    def now(self) -> float:
-        """Return `time.monotonic()`."""
-        return time.monotonic()
-
     def _current(self) -> tuple[NativeTask[Any], Worker] | None:
         worker = _this.worker
         if worker is None or worker.runtime is not self or worker.current is None:
             return None
         return worker.current, worker
-
-    def _forget(self, task: NativeTask[Any]) -> None:
-        with self._tasks_lock:
-            self._tasks.pop(task, None)
-            if not self._tasks and self._closed:
-                self._tasks_done.notify_all()
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -465,17 +428,6 @@ class WorkStealing(NativeRuntime):
         self.schedule(task)
         return task
 
-    def _register(self, task: NativeTask[Any], coro: Coroutine[Any, Any, Any]) -> None:
-        # `close()` sets `_closed` under this same lock before it collects the tasks to
-        # cancel: a task is either registered before that (and cancelled by close) or
-        # refused here. Checking only before taking the lock would let a spawn from
-        # another thread slip in after close() reaped everything.
-        with self._tasks_lock:
-            if not self._closed:
-                self._tasks[task] = None
-                return
-        self._check_open(coro)
-
     def spawn_local(
         self, coro: Coroutine[Any, Any, T], *, name: str | None = None
     ) -> NativeTask[T]:
@@ -506,41 +458,28 @@ class WorkStealing(NativeRuntime):
         worker.ready.append(task)
         return task
 
-    async def spawn_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn(*args, **kwargs)`` in the blocking pool, in a copy of the context.
+    # -- ThreadedRuntime hooks ------------------------------------------------------------
 
-        If the awaiting task is cancelled the call still runs to completion (a thread
-        cannot be interrupted); its result is dropped.
-        """
-        if not callable(fn):
-            raise TypeError(f"spawn_blocking() takes a callable, not {type(fn).__name__}")
-        self._check_open()
-        sender: Sender[T]
-        receiver: Receiver[T]
-        sender, receiver = self.oneshot()
-        context = contextvars.copy_context()
-        self._blocking.submit(partial(context.run, fn, *args, **kwargs), sender)
-        result: T = await receiver
-        return result
+    def _place(self, coro: Coroutine[Any, Any, T], name: str | None, method: str) -> NativeTask[T]:
+        return self._new_task(coro, name, self, method)
 
-    def block_on(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the workers and block the calling (plain) thread until it ends.
+    def _launch(self, task: NativeTask[Any]) -> None:
+        self.schedule(task)
 
-        Raises:
-            RuntimeError: called from inside a task, or after `close`.
-        """
-        self._check_block_on(coro)
-        main = self._new_task(coro, None, self, "block_on")
-        self._register(main, coro)
-        waiter = _BlockOnWaiter()
-        main._join(waiter)  # type: ignore[arg-type]
-        self.schedule(main)
-        try:
-            waiter.event.wait()
-        except BaseException:
-            main.cancel()
-            raise
-        return main.result()
+    def _stop_threads(self) -> None:
+        with self._idle_lock:
+            self._stopping = True
+            self._sleepers.clear()
+        self._reactor.wakeup()
+        for worker in self._workers:
+            worker.unpark.set()
+        for worker in self._workers:
+            if worker.thread.is_alive():
+                worker.thread.join()
+
+    def _release(self) -> None:
+        self._reactor.close()
+        self._injector.clear()
 
     # -- Reactor --------------------------------------------------------------------------------
 
@@ -557,90 +496,3 @@ class WorkStealing(NativeRuntime):
 
     def _notify_closing(self, sock: FileDescriptorLike) -> None:
         self._reactor.notify_closing(sock)
-
-    async def connect_tcp(self, host: str, port: int) -> SocketStream:
-        """Open a TCP connection, trying every address ``host`` resolves to."""
-        self._check_open()
-        return await connect_tcp(self, host, port)
-
-    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> SocketListener:
-        """Listen for TCP connections on ``host:port``."""
-        self._check_open()
-        return await listen_tcp(self, host, port, reuse_port=reuse_port)
-
-    async def connect_unix(self, path: str | os.PathLike[str]) -> SocketStream:
-        """Connect to a Unix-domain socket."""
-        self._check_open()
-        return await connect_unix(self, path)
-
-    async def listen_unix(self, path: str | os.PathLike[str]) -> SocketListener:
-        """Listen on a Unix-domain socket at ``path``."""
-        self._check_open()
-        return await listen_unix(self, path)
-
-    # -- shutdown ------------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Cancel every task and wait for it, stop and join every thread, close every fd.
-
-        Raises:
-            RuntimeError: called from one of this runtime's tasks.
-        """
-        if self._closed:
-            return
-        if thread_state.runtime is self:
-            raise RuntimeError("close() cannot be called from inside a task of this runtime")
-        with self._tasks_lock:
-            self._closed = True
-        try:
-            self._cancel_all()
-            self._run_close_hooks()
-        finally:
-            self._stop_workers()
-            self._reap_leftovers()
-            self._reactor.close()
-            self._blocking.shutdown()
-
-    def _cancel_all(self) -> None:
-        for _ in range(_SHUTDOWN_ROUNDS):
-            with self._tasks_lock:
-                tasks = list(self._tasks)
-            if not tasks:
-                return
-            for task in tasks:
-                task.cancel()
-            with self._tasks_lock:
-                self._tasks_done.wait_for(lambda: not self._tasks, _SHUTDOWN_ROUND_SECONDS)
-                if not self._tasks:
-                    return
-
-    def _stop_workers(self) -> None:
-        with self._idle_lock:
-            self._stopping = True
-            self._sleepers.clear()
-        self._reactor.wakeup()
-        for worker in self._workers:
-            worker.unpark.set()
-        for worker in self._workers:
-            if worker.thread.is_alive():
-                worker.thread.join()
-
-    def _reap_leftovers(self) -> None:
-        with self._tasks_lock:
-            stuck = list(self._tasks)
-        for task in stuck:
-            logger.warning(
-                "anyrt: task %r did not finish after %d cancellations during close(); "
-                "closing its coroutine at %s",
-                task.name,
-                _SHUTDOWN_ROUNDS,
-                task.where(),
-            )
-            coro = task._coro
-            if coro is not None:
-                try:
-                    coro.close()
-                except BaseException:
-                    logger.exception("anyrt: closing task %r raised", task.name)
-                task._finish(None, Cancelled("the runtime was closed"))
-        self._injector.clear()

@@ -1,0 +1,244 @@
+"""What the two threaded native runtimes share: registration, blocking, sockets, shutdown.
+
+`WorkStealing` and `ThreadPerCore` differ in where a task runs and how their threads
+find work; everything around that - the task registry that `close()` drains, the
+blocking pool, `block_on` from a plain thread, the socket layer, and the order of
+shutdown - is written once here.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import socket
+import threading
+import time
+from abc import abstractmethod
+from collections.abc import Callable, Coroutine
+from functools import partial
+from typing import Any, Final, ParamSpec, TypeVar
+
+from ._blocking import BlockingPool
+from ._exceptions import Cancelled
+from ._native import ErrorHandler, NativeRuntime, thread_state
+from ._protocols import FileDescriptorLike, Receiver, Sender
+from ._sockets import (
+    SocketListener,
+    SocketStream,
+    connect_tcp,
+    connect_unix,
+    listen_tcp,
+    listen_unix,
+)
+from ._task import NativeTask
+from ._validate import check_positive_int
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+logger = logging.getLogger("anyrt")
+
+_SHUTDOWN_ROUNDS: Final = 3
+_SHUTDOWN_ROUND_SECONDS: Final = 5.0
+
+
+class BlockOnWaiter:
+    """Stands in for a task in a waiter list: `block_on`'s thread waits on it."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def wake(self) -> None:
+        self.event.set()
+
+
+class ThreadedRuntime(NativeRuntime):
+    """Base of the runtimes whose tasks run on threads of their own, on the OS reactor.
+
+    Args:
+        max_blocking_threads: the most threads `spawn_blocking` runs at once.
+        error_handler: receives failures nobody will observe (default: log them).
+    """
+
+    def __init__(self, *, max_blocking_threads: int, error_handler: ErrorHandler | None) -> None:
+        super().__init__(error_handler=error_handler)
+        check_positive_int(max_blocking_threads, "max_blocking_threads")
+        self._stopping = False
+        self._tasks_done = threading.Condition(self._tasks_lock)
+        self._now_fn = time.monotonic
+        self._blocking = BlockingPool(f"anyrt-{self.name}", max_threads=max_blocking_threads)
+
+    # -- what a backend provides ------------------------------------------------------
+
+    @abstractmethod
+    def _place(self, coro: Coroutine[Any, Any, T], name: str | None, method: str) -> NativeTask[T]:
+        """Create the task for ``coro`` where it will run (not yet registered or queued)."""
+
+    @abstractmethod
+    def _launch(self, task: NativeTask[Any]) -> None:
+        """Queue a newly registered task to run; callable from any thread."""
+
+    @abstractmethod
+    def _stop_threads(self) -> None:
+        """Stop every thread that runs tasks and join it (every task has ended)."""
+
+    @abstractmethod
+    def _release(self) -> None:
+        """Close the reactors and drop what is left in the queues."""
+
+    @abstractmethod
+    async def wait_readable(self, sock: FileDescriptorLike) -> None:
+        """Suspend until ``sock`` is readable."""
+
+    @abstractmethod
+    async def wait_writable(self, sock: FileDescriptorLike) -> None:
+        """Suspend until ``sock`` is writable."""
+
+    @abstractmethod
+    async def _wait_socket(self, sock: socket.socket, events: int, owner: int) -> None:
+        """Wait like `wait_readable`/`wait_writable`, keeping the kernel's interest."""
+
+    @abstractmethod
+    def _notify_closing(self, sock: FileDescriptorLike) -> None:
+        """Wake every task waiting on ``sock`` with `ClosedResourceError`."""
+
+    # -- NativeRuntime hooks -------------------------------------------------------------
+
+    def now(self) -> float:
+        """Return `time.monotonic()`."""
+        return time.monotonic()
+
+    def _forget(self, task: NativeTask[Any]) -> None:
+        with self._tasks_lock:
+            self._tasks.pop(task, None)
+            if not self._tasks and self._closed:
+                self._tasks_done.notify_all()
+
+    def _register(self, task: NativeTask[Any], coro: Coroutine[Any, Any, Any]) -> None:
+        # `close()` sets `_closed` under this same lock before it collects the tasks to
+        # cancel: a task is either registered before that (and cancelled by close) or
+        # refused here. Checking only before taking the lock would let a spawn from
+        # another thread slip in after close() reaped everything.
+        with self._tasks_lock:
+            if not self._closed:
+                self._tasks[task] = None
+                return
+        self._check_open(coro)
+
+    # -- Executor -------------------------------------------------------------------------
+
+    async def spawn_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(*args, **kwargs)`` in the blocking pool, in a copy of the context.
+
+        If the awaiting task is cancelled the call still runs to completion (a thread
+        cannot be interrupted); its result is dropped.
+        """
+        if not callable(fn):
+            raise TypeError(f"spawn_blocking() takes a callable, not {type(fn).__name__}")
+        self._check_open()
+        sender: Sender[T]
+        receiver: Receiver[T]
+        sender, receiver = self.oneshot()
+        context = contextvars.copy_context()
+        self._blocking.submit(partial(context.run, fn, *args, **kwargs), sender)
+        result: T = await receiver
+        return result
+
+    def block_on(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the runtime's threads and block the calling (plain) thread.
+
+        Raises:
+            RuntimeError: called from inside a task, or after `close`.
+        """
+        self._check_block_on(coro)
+        main = self._place(coro, None, "block_on")
+        self._register(main, coro)
+        waiter = BlockOnWaiter()
+        main._join(waiter)  # type: ignore[arg-type]
+        self._launch(main)
+        try:
+            waiter.event.wait()
+        except BaseException:
+            main.cancel()
+            raise
+        return main.result()
+
+    # -- Reactor: the sockets ---------------------------------------------------------------
+
+    async def connect_tcp(self, host: str, port: int) -> SocketStream:
+        """Open a TCP connection, trying every address ``host`` resolves to."""
+        self._check_open()
+        return await connect_tcp(self, host, port)
+
+    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> SocketListener:
+        """Listen for TCP connections on ``host:port``."""
+        self._check_open()
+        return await listen_tcp(self, host, port, reuse_port=reuse_port)
+
+    async def connect_unix(self, path: str | os.PathLike[str]) -> SocketStream:
+        """Connect to a Unix-domain socket."""
+        self._check_open()
+        return await connect_unix(self, path)
+
+    async def listen_unix(self, path: str | os.PathLike[str]) -> SocketListener:
+        """Listen on a Unix-domain socket at ``path``."""
+        self._check_open()
+        return await listen_unix(self, path)
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Cancel every task and wait for it, stop and join every thread, close every fd.
+
+        Raises:
+            RuntimeError: called from one of this runtime's tasks.
+        """
+        if self._closed:
+            return
+        if thread_state.runtime is self:
+            raise RuntimeError("close() cannot be called from inside a task of this runtime")
+        with self._tasks_lock:
+            self._closed = True
+        try:
+            self._cancel_all()
+            self._run_close_hooks()
+        finally:
+            self._stop_threads()
+            self._reap_leftovers()
+            self._release()
+            self._blocking.shutdown()
+
+    def _cancel_all(self) -> None:
+        for _ in range(_SHUTDOWN_ROUNDS):
+            with self._tasks_lock:
+                tasks = list(self._tasks)
+            if not tasks:
+                return
+            for task in tasks:
+                task.cancel()
+            with self._tasks_lock:
+                self._tasks_done.wait_for(lambda: not self._tasks, _SHUTDOWN_ROUND_SECONDS)
+                if not self._tasks:
+                    return
+
+    def _reap_leftovers(self) -> None:
+        with self._tasks_lock:
+            stuck = list(self._tasks)
+        for task in stuck:
+            logger.warning(
+                "anyrt: task %r did not finish after %d cancellations during close(); "
+                "closing its coroutine at %s",
+                task.name,
+                _SHUTDOWN_ROUNDS,
+                task.where(),
+            )
+            coro = task._coro
+            if coro is not None:
+                try:
+                    coro.close()
+                except BaseException:
+                    logger.exception("anyrt: closing task %r raised", task.name)
+                task._finish(None, Cancelled("the runtime was closed"))
