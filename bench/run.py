@@ -120,6 +120,8 @@ RUNTIMES: dict[str, Runner] = {
     "single-threaded": anyrt_backend("single-threaded", real_clock={"clock": "real"}),
     "work-stealing-1": anyrt_backend("work-stealing", workers=1),
     "work-stealing-2": anyrt_backend("work-stealing", workers=2),
+    "thread-per-core-1": anyrt_backend("thread-per-core", cores=1),
+    "thread-per-core-2": anyrt_backend("thread-per-core", cores=2),
     "asyncio": raw_asyncio(),
     "uvloop": raw_asyncio(lambda: importlib.import_module("uvloop").new_event_loop()),
 }

@@ -20,9 +20,11 @@ import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import anyrt
+
+T = TypeVar("T")
 
 Metrics = dict[str, float]
 
@@ -306,7 +308,9 @@ async def _echo_client(stream: anyrt.ByteStream, round_trips: int) -> None:
             received += len(data)
 
 
-async def tcp_echo(rt: anyrt.Runtime, n: int, clients: int = TCP_CLIENTS) -> Metrics:
+async def tcp_echo(
+    rt: anyrt.Runtime, n: int, clients: int = TCP_CLIENTS, *, reuse_port: bool = False
+) -> Metrics:
     """Echo ``n`` round trips of 64 bytes on each of ``clients`` connections at once."""
     handlers_done = anyrt.Semaphore(rt, 0)
 
@@ -314,11 +318,11 @@ async def tcp_echo(rt: anyrt.Runtime, n: int, clients: int = TCP_CLIENTS) -> Met
         await _echo(stream)
         handlers_done.release()
 
-    listener = await rt.listen_tcp("127.0.0.1", 0)
+    listener = await rt.listen_tcp("127.0.0.1", 0, reuse_port=reuse_port)
     server = rt.spawn(listener.serve(echo))
     streams = [await rt.connect_tcp(*listener.address) for _ in range(clients)]
     start = perf_counter()
-    tasks = [rt.spawn(_echo_client(stream, n)) for stream in streams]
+    tasks = [_spread(rt, index, _echo_client(stream, n)) for index, stream in enumerate(streams)]
     for task in tasks:
         await task
     elapsed = perf_counter() - start
@@ -329,6 +333,24 @@ async def tcp_echo(rt: anyrt.Runtime, n: int, clients: int = TCP_CLIENTS) -> Met
     await listener.aclose()
     await server
     return {"round trips/s": clients * n / elapsed}
+
+
+def _spread(rt: anyrt.Runtime, index: int, coro: Coroutine[Any, Any, T]) -> anyrt.Task[T]:
+    """Spawn ``coro``; on a runtime with ``spawn_on`` (thread-per-core), on core i mod N.
+
+    A task spawned from a thread-per-core task stays on its core, so without this every
+    client would share the main task's core.
+    """
+    spawn_on = getattr(rt, "spawn_on", None)
+    if spawn_on is None:
+        return rt.spawn(coro)
+    task: anyrt.Task[T] = spawn_on(index % getattr(rt, "cores", 1), coro)
+    return task
+
+
+async def tcp_echo_sharded(rt: anyrt.Runtime, n: int) -> Metrics:
+    """`tcp_echo` on a ``reuse_port`` listener: one socket (and accept loop) per core."""
+    return await tcp_echo(rt, n, reuse_port=True)
 
 
 async def tcp_echo_asyncio(n: int, clients: int = TCP_CLIENTS) -> Metrics:
@@ -619,6 +641,17 @@ WORKLOADS: dict[str, Workload] = {
             f"{TCP_CLIENTS} clients x {{n:,}} round trips of {len(TCP_MESSAGE)} B over "
             "127.0.0.1, server in the same runtime (asyncio: streams)",
             tcp_echo,
+            tcp_echo_asyncio,
+            2_000,
+            (Metric("round trips/s", higher_is_better=True),),
+            sockets=True,
+        ),
+        Workload(
+            "tcp-echo-sharded",
+            f"{TCP_CLIENTS} clients x {{n:,}} round trips of {len(TCP_MESSAGE)} B over "
+            "127.0.0.1, a reuse_port listener (thread-per-core: one per core; asyncio: "
+            "streams, one loop)",
+            tcp_echo_sharded,
             tcp_echo_asyncio,
             2_000,
             (Metric("round trips/s", higher_is_better=True),),

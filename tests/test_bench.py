@@ -18,12 +18,21 @@ WORKLOADS = (
     "ping-pong-event",
     "timers",
     "tcp-echo",
+    "tcp-echo-sharded",
     "tcp-echo-protocols",
     "hash",
     "cross-thread",
 )
-RUNTIMES = ("single-threaded", "work-stealing-1", "work-stealing-2", "asyncio", "uvloop")
-SOCKET_WORKLOADS = ("tcp-echo", "tcp-echo-protocols")
+RUNTIMES = (
+    "single-threaded",
+    "work-stealing-1",
+    "work-stealing-2",
+    "thread-per-core-1",
+    "thread-per-core-2",
+    "asyncio",
+    "uvloop",
+)
+SOCKET_WORKLOADS = ("tcp-echo", "tcp-echo-sharded", "tcp-echo-protocols")
 # A plain thread cannot wake single-threaded: it has no threads, and would report a deadlock.
 SKIPPED = {("cross-thread", "single-threaded")}
 

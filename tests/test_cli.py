@@ -117,6 +117,7 @@ def test_backends_shows_third_party_and_broken_backends(
         "broken",
         "plain",
         "single-threaded",
+        "thread-per-core",
         "work-stealing (default)",
     ]
     assert (
@@ -204,7 +205,7 @@ def test_run_unknown_backend(app: str, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["run", f"{app}:main", "--backend", "no-such-backend"]) == 2
     line = error_line(capsys)
     assert line.startswith("anyrt run: error: no anyrt backend is named 'no-such-backend'")
-    assert "Installed backends: single-threaded, work-stealing" in line
+    assert f"Installed backends: {', '.join(anyrt.backends())}" in line
 
 
 def test_run_uninstalled_backend_names_the_package(

@@ -8,7 +8,7 @@ import anyrt
 from anyrt._native import NativeRuntime
 
 
-@pytest.mark.parametrize("backend", ["single-threaded", "work-stealing"])
+@pytest.mark.parametrize("backend", ["single-threaded", "work-stealing", "thread-per-core"])
 def test_close_runs_hooks_once_after_tasks_ended(backend: str) -> None:
     rt = anyrt.runtime(backend)
     assert isinstance(rt, NativeRuntime)

@@ -1,9 +1,10 @@
-"""Differential testing: generated programs give the same results on both native backends.
+"""Differential testing: generated programs give the same results on every native backend.
 
 A program is a few tasks, each a list of steps from a small DSL: sleep, yield, spawn a
 child, send on a oneshot, receive from one, cancel a victim. It runs on
-`single-threaded` (virtual clock, optionally shuffled ready order) and on
-`work-stealing` with two workers, and the observable results must be equal to each
+`single-threaded` (virtual clock, optionally shuffled ready order), on `work-stealing`
+with two workers and on `thread-per-core` with two cores, and the observable results
+must be equal to each
 other and to what a plain reading of the program predicts.
 
 The DSL is built so that the results do not depend on the schedule:
@@ -210,8 +211,8 @@ def run_single_threaded(program: Program, seed: int | None) -> Observed:
         return rt.block_on(execute(rt, program))
 
 
-def run_work_stealing(program: Program) -> Observed:
-    with anyrt.runtime("work-stealing", workers=2) as rt:
+def run_threaded(program: Program, backend: str, **options: int) -> Observed:
+    with anyrt.runtime(backend, **options) as rt:
 
         async def bounded() -> Observed:
             async with rt.timeout(10):  # a lost wake-up fails the example, not the run
@@ -225,10 +226,13 @@ def run_work_stealing(program: Program) -> Observed:
 
 @settings(max_examples=30, deadline=None)
 @given(program=programs(), seed=st.none() | st.integers(0, 2**16))
-def test_single_threaded_and_work_stealing_agree(program: Program, seed: int | None) -> None:
+def test_single_threaded_and_the_threaded_runtimes_agree(
+    program: Program, seed: int | None
+) -> None:
     expected = predict(program)
     assert run_single_threaded(program, seed) == expected
-    assert run_work_stealing(program) == expected
+    assert run_threaded(program, "work-stealing", workers=2) == expected
+    assert run_threaded(program, "thread-per-core", cores=2) == expected
 
 
 def test_a_hand_written_program_covers_every_step_kind() -> None:
@@ -256,4 +260,5 @@ def test_a_hand_written_program_covers_every_step_kind() -> None:
     )
     assert run_single_threaded(program, seed=None) == expected
     assert run_single_threaded(program, seed=1) == expected
-    assert run_work_stealing(program) == expected
+    assert run_threaded(program, "work-stealing", workers=2) == expected
+    assert run_threaded(program, "thread-per-core", cores=2) == expected

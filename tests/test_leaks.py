@@ -1,4 +1,6 @@
-"""`work-stealing` leaves nothing behind: threads, fds, memory, parked tasks.
+"""The threaded runtimes leave nothing behind: threads, fds, memory, parked tasks.
+
+Every test runs on `work-stealing` and on `thread-per-core`.
 
 Every check compares a measurement before and after, so it fails on any leak.
 """
@@ -18,7 +20,22 @@ from typing import Any
 import pytest
 
 import anyrt
-from anyrt import WorkStealing
+from anyrt._threaded import ThreadedRuntime
+
+Threaded = Callable[..., anyrt.Runtime]
+_THREAD_OPTION = {"work-stealing": "workers", "thread-per-core": "cores"}
+
+
+@pytest.fixture(params=sorted(_THREAD_OPTION))
+def threaded(request: pytest.FixtureRequest) -> Threaded:
+    """Make a runtime of the backend under test with ``threads`` worker/core threads."""
+    name: str = request.param
+
+    def make(threads: int, **options: Any) -> anyrt.Runtime:
+        return anyrt.runtime(name, **{_THREAD_OPTION[name]: threads}, **options)
+
+    return make
+
 
 PROC_FD = "/proc/self/fd"
 
@@ -87,9 +104,9 @@ async def _drain(channel: anyrt.Channel[int]) -> int:
 
 
 @pytest.mark.usefixtures("no_new_threads", "no_new_fds")
-def test_close_joins_every_thread_and_closes_every_fd() -> None:
-    rt = anyrt.runtime("work-stealing", workers=4)
-    assert isinstance(rt, WorkStealing)
+def test_close_joins_every_thread_and_closes_every_fd(threaded: Threaded) -> None:
+    rt = threaded(4)
+    assert isinstance(rt, ThreadedRuntime)
     _workload(rt)
     assert rt._blocking.threads > 0  # the pool did start threads
     rt.close()
@@ -97,9 +114,9 @@ def test_close_joins_every_thread_and_closes_every_fd() -> None:
 
 
 @pytest.mark.usefixtures("no_new_threads", "no_new_fds")
-def test_many_short_lived_runtimes_leak_nothing() -> None:
+def test_many_short_lived_runtimes_leak_nothing(threaded: Threaded) -> None:
     for workers in (1, 2, 3) * 5:
-        with anyrt.runtime("work-stealing", workers=workers) as rt:
+        with threaded(workers) as rt:
             assert rt.block_on(_answer(rt)) == 42
 
 
@@ -109,10 +126,10 @@ async def _answer(rt: anyrt.Runtime) -> int:
 
 
 @pytest.mark.usefixtures("no_new_threads")
-def test_blocking_pool_threads_are_joined_by_close() -> None:
+def test_blocking_pool_threads_are_joined_by_close(threaded: Threaded) -> None:
     limit = 5
-    rt = anyrt.runtime("work-stealing", workers=1, max_blocking_threads=limit)
-    assert isinstance(rt, WorkStealing)
+    rt = threaded(1, max_blocking_threads=limit)
+    assert isinstance(rt, ThreadedRuntime)
     barrier = threading.Barrier(limit)
 
     async def burst() -> None:
@@ -129,9 +146,9 @@ def test_blocking_pool_threads_are_joined_by_close() -> None:
 # -- memory ---------------------------------------------------------------------------------
 
 
-def test_memory_is_flat_across_50_runtime_lifecycles() -> None:
+def test_memory_is_flat_across_50_runtime_lifecycles(threaded: Threaded) -> None:
     def cycle() -> None:
-        with anyrt.runtime("work-stealing", workers=2) as rt:
+        with threaded(2) as rt:
             _workload(rt)
 
     def traced() -> int:
@@ -158,8 +175,8 @@ def test_memory_is_flat_across_50_runtime_lifecycles() -> None:
 
 
 @pytest.mark.usefixtures("no_new_threads", "no_new_fds")
-def test_close_cancels_parked_tasks_and_runs_their_finally_blocks() -> None:
-    rt = anyrt.runtime("work-stealing", workers=2)
+def test_close_cancels_parked_tasks_and_runs_their_finally_blocks(threaded: Threaded) -> None:
+    rt = threaded(2)
     outcomes: dict[str, str] = {}
     outcomes_lock = threading.Lock()
     parked = threading.Semaphore(0)
@@ -228,8 +245,8 @@ def test_close_cancels_parked_tasks_and_runs_their_finally_blocks() -> None:
     assert outcomes == expected
 
 
-def test_close_wakes_a_task_blocked_in_wait_readable() -> None:
-    rt = anyrt.runtime("work-stealing", workers=1)
+def test_close_wakes_a_task_blocked_in_wait_readable(threaded: Threaded) -> None:
+    rt = threaded(1)
     a, b = socket.socketpair()
     seen: list[type[BaseException]] = []
     waiting = threading.Event()
@@ -258,8 +275,8 @@ def test_close_wakes_a_task_blocked_in_wait_readable() -> None:
 
 
 @pytest.mark.usefixtures("no_new_threads")
-def test_close_under_load_stops_promptly() -> None:
-    rt = anyrt.runtime("work-stealing", workers=4)
+def test_close_under_load_stops_promptly(threaded: Threaded) -> None:
+    rt = threaded(4)
     progress = [0]
 
     async def leaf() -> None:
@@ -289,8 +306,8 @@ def test_close_under_load_stops_promptly() -> None:
         rt.spawn(leaf())
 
 
-def test_close_from_inside_a_task_raises() -> None:
-    with anyrt.runtime("work-stealing", workers=1) as rt:
+def test_close_from_inside_a_task_raises(threaded: Threaded) -> None:
+    with threaded(1) as rt:
 
         async def main() -> None:
             rt.close()
@@ -303,9 +320,11 @@ def test_close_from_inside_a_task_raises() -> None:
 # -- races that were core bugs ------------------------------------------------------------
 
 
-def test_spawn_racing_close_from_another_thread_never_leaves_a_task_behind() -> None:
-    rt = anyrt.runtime("work-stealing", workers=1)
-    assert isinstance(rt, WorkStealing)
+def test_spawn_racing_close_from_another_thread_never_leaves_a_task_behind(
+    threaded: Threaded,
+) -> None:
+    rt = threaded(1)
+    assert isinstance(rt, ThreadedRuntime)
     checked, closed = threading.Event(), threading.Event()
     new_task = rt._new_task
 

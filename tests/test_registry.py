@@ -68,7 +68,7 @@ def test_bundled_backend_is_found_without_installed_metadata(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     register(monkeypatch)  # a source checkout that was never installed
-    assert anyrt.backends() == ("single-threaded", "work-stealing")
+    assert anyrt.backends() == ("single-threaded", "thread-per-core", "work-stealing")
     with anyrt.runtime() as rt:
         assert rt.name == "work-stealing"
 
@@ -212,7 +212,7 @@ def test_run_rejects_a_non_callable() -> None:
 
 
 def test_third_party_backend_is_found_and_created(fake_backend: str) -> None:
-    assert anyrt.backends() == ("fake", "single-threaded", "work-stealing")
+    assert anyrt.backends() == ("fake", "single-threaded", "thread-per-core", "work-stealing")
     assert set(_registry.backend_options("fake")) == {"flavour"}
 
     async def main(rt: anyrt.Runtime) -> str:

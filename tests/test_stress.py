@@ -1,4 +1,7 @@
-"""Stress tests of the `work-stealing` runtime: nothing lost, nothing doubled, no overlap.
+"""Stress tests of the threaded runtimes: nothing lost, nothing doubled, no overlap.
+
+Each runs on `work-stealing` (tasks move between workers) and `thread-per-core` (tasks
+stay put and every wake-up between cores crosses threads).
 
 Each test counts every event it cares about and compares the count with what must
 have happened, so a lost wake-up, a task run twice or a lost update fails it rather
@@ -22,9 +25,12 @@ import anyrt
 WORKERS = 4
 
 
-@pytest.fixture
-def rt() -> Iterator[anyrt.Runtime]:
-    with anyrt.runtime("work-stealing", workers=WORKERS) as runtime:
+THREADED = {"work-stealing": {"workers": WORKERS}, "thread-per-core": {"cores": WORKERS}}
+
+
+@pytest.fixture(params=sorted(THREADED))
+def rt(request: pytest.FixtureRequest) -> Iterator[anyrt.Runtime]:
+    with anyrt.runtime(request.param, **THREADED[request.param]) as runtime:
         yield runtime
 
 
@@ -102,7 +108,7 @@ def test_100k_tasks_spawned_from_four_plain_threads_each_run_exactly_once(
     assert started.counter() == expected
     assert finished.counter() == expected
     workers = started.threads()
-    assert workers <= {f"anyrt-work-stealing-{index}" for index in range(WORKERS)}
+    assert workers <= {f"anyrt-{rt.name}-{index}" for index in range(WORKERS)}
     assert len(workers) > 1  # the work was shared out
 
 

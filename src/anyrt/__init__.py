@@ -7,8 +7,9 @@ Layers, from the contract outwards:
   shared by every bundled backend;
 * ``_sync``, ``_channel``, ``_taskgroup``, ``_future`` - primitives written once on
   `Executor.oneshot`, working on every backend;
-* ``_single_threaded`` (+ ``_clock``, ``_memnet``) and ``_work_stealing`` (+
-  ``_reactor``, ``_sockets``, ``_blocking``) - the bundled backends;
+* ``_single_threaded`` (+ ``_clock``, ``_memnet``), and ``_work_stealing`` and
+  ``_thread_per_core`` (+ ``_threaded``, ``_reactor``, ``_sockets``, ``_blocking``) -
+  the bundled backends;
 * ``_registry`` - choosing a backend by name; ``testing`` - the pytest plugin and the
   conformance suite.
 
@@ -46,6 +47,7 @@ from ._registry import backends, run, runtime
 from ._single_threaded import SingleThreaded
 from ._sync import Event, Lock, Semaphore
 from ._taskgroup import TaskGroup
+from ._thread_per_core import ThreadPerCore
 from ._work_stealing import WorkStealing
 
 __version__ = "0.1.0"
@@ -79,6 +81,7 @@ __all__ = (
     "Task",
     "TaskError",
     "TaskGroup",
+    "ThreadPerCore",
     "Timer",
     "VirtualClock",
     "WorkStealing",

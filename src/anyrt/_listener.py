@@ -7,15 +7,18 @@ from types import TracebackType
 from typing import Any, Self
 
 from ._exceptions import ClosedResourceError
-from ._protocols import ByteStream, Executor, Listener
+from ._protocols import ByteStream, Listener, Task
 
 
 async def serve_listener(
     listener: Listener,
-    executor: Executor,
+    spawn: Callable[..., Task[Any]],
     handler: Callable[[ByteStream], Awaitable[object]],
 ) -> None:
     """Accept connections until ``listener`` is closed, one detached task per connection.
+
+    ``spawn(coro, name=...)`` starts each handler's task (an executor's ``spawn``, or a
+    runtime's own placement policy).
 
     Each stream is closed when its handler returns or raises; a handler's exception
     goes to the runtime's error handler and the loop goes on.
@@ -27,7 +30,7 @@ async def serve_listener(
             stream = await listener.accept()
         except ClosedResourceError:
             return
-        executor.spawn(_handle(handler, stream), name=_handler_name(handler)).detach()
+        spawn(_handle(handler, stream), name=_handler_name(handler)).detach()
 
 
 async def _handle(handler: Callable[[ByteStream], Awaitable[object]], stream: ByteStream) -> None:

@@ -211,7 +211,7 @@ class MemoryListener(AsyncResource):
 
     async def serve(self, handler: Callable[[ByteStream], Awaitable[object]]) -> None:
         """Accept until closed or cancelled, spawning ``handler(stream)`` per connection."""
-        await serve_listener(self, self._network.runtime, handler)
+        await serve_listener(self, self._network.runtime.spawn, handler)
 
     async def aclose(self) -> None:
         """Stop listening; pending connections are reset, waiting accepts woken."""

@@ -27,6 +27,7 @@ DEFAULT_BACKEND: Final = "work-stealing"
 _BUNDLED: Final = {
     "single-threaded": "anyrt._single_threaded:SingleThreaded",
     "work-stealing": "anyrt._work_stealing:WorkStealing",
+    "thread-per-core": "anyrt._thread_per_core:ThreadPerCore",
 }
 
 # Backends that live in other distributions: what to install to get them.

@@ -16,7 +16,7 @@ from typing import Any, Protocol, final
 
 from ._exceptions import ClosedResourceError
 from ._listener import AsyncResource, serve_listener
-from ._protocols import ByteStream, FileDescriptorLike, FullExecutor
+from ._protocols import ByteStream, FileDescriptorLike, FullExecutor, Task
 from ._reactor import READ, WRITE
 from ._validate import check_port, check_positive_int
 
@@ -55,6 +55,8 @@ class SocketStream(AsyncResource):
         self._closed = False
 
     def __repr__(self) -> str:
+        if self._closed:
+            return "<anyrt SocketStream (closed)>"
         return f"<anyrt SocketStream fd={self.socket.fileno()}>"
 
     def _check_open(self, method: str) -> None:
@@ -120,16 +122,26 @@ class SocketStream(AsyncResource):
 class SocketListener(AsyncResource):
     """A listening socket; implements `anyrt.Listener`."""
 
-    __slots__ = ("_closed", "_runtime", "_token", "socket")
+    __slots__ = ("_closed", "_runtime", "_spawn", "_token", "socket")
 
-    def __init__(self, runtime: SocketRuntime, sock: socket.socket) -> None:
+    def __init__(
+        self,
+        runtime: SocketRuntime,
+        sock: socket.socket,
+        *,
+        spawn: Callable[..., Task[Any]] | None = None,
+    ) -> None:
         sock.setblocking(False)
         self._token = _next_token()
         self._runtime = runtime
+        # Where `serve` starts each connection's handler (default: runtime.spawn).
+        self._spawn = spawn or runtime.spawn
         self.socket = sock
         self._closed = False
 
     def __repr__(self) -> str:
+        if self._closed:
+            return "<anyrt SocketListener (closed)>"
         return f"<anyrt SocketListener {self.socket.getsockname()!r}>"
 
     @property
@@ -143,25 +155,36 @@ class SocketListener(AsyncResource):
     async def accept(self) -> SocketStream:
         """Wait for the next connection."""
         while True:
+            stream = self._accept_now()
+            if stream is not None:
+                return stream
+            await self._runtime._wait_socket(self.socket, READ, self._token)
+
+    def _accept_now(self) -> SocketStream | None:
+        """Accept a pending connection; None if there is none yet.
+
+        Raises:
+            ClosedResourceError: the listener is closed.
+            OSError: out of fds or memory (``EMFILE``, ``ENFILE``, ``ENOBUFS``, ``ENOMEM``).
+        """
+        while True:
             if self._closed:
                 raise ClosedResourceError("accept() on a closed listener")
             try:
                 conn, _ = self.socket.accept()
             except (BlockingIOError, InterruptedError):
-                pass
+                return None
             except OSError as exc:
                 if self._closed or exc.errno == errno.EBADF:
                     raise ClosedResourceError("the listener was closed") from exc
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     raise
                 continue  # ECONNABORTED and friends: that connection is gone, go on
-            else:
-                return SocketStream(self._runtime, conn)
-            await self._runtime._wait_socket(self.socket, READ, self._token)
+            return SocketStream(self._runtime, conn)
 
     async def serve(self, handler: Callable[[ByteStream], Awaitable[object]]) -> None:
         """Accept until closed or cancelled, spawning ``handler(stream)`` per connection."""
-        await serve_listener(self, self._runtime, handler)
+        await serve_listener(self, self._spawn, handler)
 
     async def aclose(self) -> None:
         """Stop listening; a task waiting in `accept` gets `ClosedResourceError`."""
@@ -222,12 +245,39 @@ async def _connect(runtime: SocketRuntime, sock: socket.socket, address: Any) ->
 
 
 async def listen_tcp(
-    runtime: SocketRuntime, host: str, port: int, *, reuse_port: bool = False
+    runtime: SocketRuntime,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    spawn: Callable[..., Task[Any]] | None = None,
 ) -> SocketListener:
-    """Bind and listen on the first address ``host`` resolves to."""
+    """Bind and listen on the first address ``host`` resolves to.
+
+    ``spawn`` is where `SocketListener.serve` starts handlers (default: runtime.spawn).
+    """
+    address = await resolve_listen_address(runtime, host, port)
+    return SocketListener(runtime, bind_tcp(address, reuse_port=reuse_port), spawn=spawn)
+
+
+async def resolve_listen_address(
+    runtime: SocketRuntime, host: str, port: int
+) -> tuple[int, int, int, Any]:
+    """Return ``(family, type, proto, sockaddr)`` of the first address to listen on."""
     port = check_port(port)
     infos = await _resolve(runtime, host, port, passive=True)
     family, kind, proto, _, address = infos[0]
+    return family, kind, proto, address
+
+
+def bind_tcp(listen_address: tuple[int, int, int, Any], *, reuse_port: bool) -> socket.socket:
+    """Create a listening TCP socket on ``listen_address`` (from `resolve_listen_address`).
+
+    Raises:
+        OSError: ``reuse_port`` where the platform has no ``SO_REUSEPORT``, or as the OS
+            reports a failed bind.
+    """
+    family, kind, proto, address = listen_address
     reuse_port_option = getattr(socket, "SO_REUSEPORT", None)
     if reuse_port and reuse_port_option is None:
         raise OSError(errno.ENOPROTOOPT, "SO_REUSEPORT is not available on this platform")
@@ -244,7 +294,7 @@ async def listen_tcp(
     except BaseException:
         sock.close()
         raise
-    return SocketListener(runtime, sock)
+    return sock
 
 
 async def connect_unix(runtime: SocketRuntime, path: str | os.PathLike[str]) -> SocketStream:
@@ -259,8 +309,16 @@ async def connect_unix(runtime: SocketRuntime, path: str | os.PathLike[str]) -> 
     return SocketStream(runtime, sock)
 
 
-async def listen_unix(runtime: SocketRuntime, path: str | os.PathLike[str]) -> SocketListener:
-    """Listen on a Unix-domain stream socket at ``path`` (which must not exist)."""
+async def listen_unix(
+    runtime: SocketRuntime,
+    path: str | os.PathLike[str],
+    *,
+    spawn: Callable[..., Task[Any]] | None = None,
+) -> SocketListener:
+    """Listen on a Unix-domain stream socket at ``path`` (which must not exist).
+
+    ``spawn`` is where `SocketListener.serve` starts handlers (default: runtime.spawn).
+    """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(os.fspath(path))
@@ -268,4 +326,4 @@ async def listen_unix(runtime: SocketRuntime, path: str | os.PathLike[str]) -> S
     except BaseException:
         sock.close()
         raise
-    return SocketListener(runtime, sock)
+    return SocketListener(runtime, sock, spawn=spawn)

@@ -22,7 +22,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 from ._blocking import BlockingPool
 from ._exceptions import Cancelled
 from ._native import ErrorHandler, NativeRuntime, thread_state
-from ._protocols import FileDescriptorLike, Receiver, Sender
+from ._protocols import FileDescriptorLike, Listener, Receiver, Sender
 from ._sockets import (
     SocketListener,
     SocketStream,
@@ -168,15 +168,23 @@ class ThreadedRuntime(NativeRuntime):
 
     # -- Reactor: the sockets ---------------------------------------------------------------
 
+    def _spawn_connection(
+        self, coro: Coroutine[Any, Any, T], *, name: str | None = None
+    ) -> NativeTask[T]:
+        """Start the handler of an accepted connection (`Listener.serve`)."""
+        return self.spawn(coro, name=name)
+
     async def connect_tcp(self, host: str, port: int) -> SocketStream:
         """Open a TCP connection, trying every address ``host`` resolves to."""
         self._check_open()
         return await connect_tcp(self, host, port)
 
-    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> SocketListener:
+    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> Listener:
         """Listen for TCP connections on ``host:port``."""
         self._check_open()
-        return await listen_tcp(self, host, port, reuse_port=reuse_port)
+        return await listen_tcp(
+            self, host, port, reuse_port=reuse_port, spawn=self._spawn_connection
+        )
 
     async def connect_unix(self, path: str | os.PathLike[str]) -> SocketStream:
         """Connect to a Unix-domain socket."""
@@ -186,7 +194,7 @@ class ThreadedRuntime(NativeRuntime):
     async def listen_unix(self, path: str | os.PathLike[str]) -> SocketListener:
         """Listen on a Unix-domain socket at ``path``."""
         self._check_open()
-        return await listen_unix(self, path)
+        return await listen_unix(self, path, spawn=self._spawn_connection)
 
     # -- shutdown ---------------------------------------------------------------------------
 
