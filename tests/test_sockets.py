@@ -468,3 +468,38 @@ def test_200_concurrent_clients_echo(rt: anyrt.Runtime) -> None:
         [f"client {index} round {round_trip}".encode() for round_trip in range(3)]
         for index in range(clients)
     ]
+
+
+@pytest.mark.parametrize("backend", ["work-stealing", "thread-per-core"])
+def test_eof_that_arrives_with_the_last_data_is_seen(backend: str) -> None:
+    """Data and the peer's FIN arriving in one readiness edge: EOF must still be read.
+
+    A short read makes the stream wait for readiness before its next recv; the FIN
+    that came with the data brings no new edge, so the reactor has to remember it.
+    """
+    rounds = 30
+    with socket.create_server(("127.0.0.1", 0)) as server, anyrt.runtime(backend) as rt:
+
+        def peer() -> None:
+            for _ in range(rounds):
+                conn, _ = server.accept()
+                with conn:
+                    assert conn.recv(1) == b"?"  # the client is now waiting to read
+                    conn.sendall(b"last words")
+                    conn.shutdown(socket.SHUT_WR)  # the FIN right behind the data
+                    assert conn.recv(1) == b""
+
+        thread = threading.Thread(target=peer)
+        thread.start()
+
+        async def client() -> bytes:
+            stream = await rt.connect_tcp(*server.getsockname())
+            async with stream:
+                await stream.send(b"?")
+                return await receive_all(stream)
+
+        try:
+            for _ in range(rounds):
+                assert run(rt, client) == b"last words"
+        finally:
+            thread.join(timeout=30)

@@ -8,17 +8,21 @@ waiting on an fd that is about to be closed; `close()` releases everything.
 Some facts about the OS that this code depends on:
 
 * On Linux we drive epoll directly; elsewhere `selectors.DefaultSelector` (kqueue on
-  BSD and macOS). Both are level-triggered here: an fd that stays readable is
-  reported by every poll until someone reads. A wait on a raw fd drops its interest
-  as soon as it fires (one wake per wait, like a oneshot); a task that did not
-  consume the readiness simply finds it again on its next wait.
+  BSD and macOS), level-triggered: an fd that stays readable is reported by every
+  poll until someone reads. A wait on a raw fd drops its interest as soon as it
+  fires (one wake per wait, like a oneshot); a task that did not consume the
+  readiness simply finds it again on its next wait.
 * Changing interest is a system call, twice per blocking read. For anyrt's own
-  sockets the interest therefore stays registered after a wait fires, and is only
-  dropped lazily, when an event arrives that nobody waits for. In a request/response
-  loop the socket is registered once. This is safe because those sockets always
-  call `notify_closing` before closing; one dropped without ``aclose()`` (its fd then
-  closed by the garbage collector) is caught by its owner token: a wait from any
-  other socket object on the same fd number resets the interest first.
+  sockets the interest therefore stays registered after a wait fires, edge-triggered
+  on epoll: an edge that arrives while nobody waits is remembered (``pending``) for
+  the next wait, and a hang-up or error (``EPOLLRDHUP``/``HUP``/``ERR``, which bring
+  no further edge however long the fd stays ready) makes every later wait fire at
+  once (``final``). So a stream may wait *before* its recv when its last recv drained
+  the buffer, saving a failing system call per read. This is safe because those
+  sockets always call `notify_closing` before closing; one dropped without
+  ``aclose()`` (its fd then closed by the garbage collector) is caught by its owner
+  token: a wait from any other socket object on the same fd number resets the
+  interest first.
 * epoll and kqueue let one thread change interest (``epoll_ctl``/``kevent``) while
   another blocks in the wait, and the change applies to that wait. Our per-fd table
   of waiters and kernel interest is guarded by ``_lock``, and every call that changes
@@ -52,6 +56,9 @@ if TYPE_CHECKING:
 
 READ: Final = selectors.EVENT_READ
 WRITE: Final = selectors.EVENT_WRITE
+#: Reported with READ/WRITE by an edge-triggered poller for a hang-up or an error: the
+#: fd stays ready from now on, and no further edge will say so.
+FINAL: Final = 4
 
 
 class BusyResourceError(RuntimeError):
@@ -160,7 +167,10 @@ class _EpollPoller:
     @staticmethod
     def _to_epoll(mask: int, edge: bool) -> int:
         bits = (select.EPOLLIN if mask & READ else 0) | (select.EPOLLOUT if mask & WRITE else 0)
-        return bits | select.EPOLLET if edge else bits
+        if edge:
+            # EPOLLRDHUP tells a peer's FIN apart from data that came with it.
+            return bits | select.EPOLLET | (select.EPOLLRDHUP if mask & READ else 0)
+        return bits
 
     def register(self, fd: int, mask: int, edge: bool = False) -> None:
         self._epoll.register(fd, self._to_epoll(mask, edge))
@@ -175,8 +185,14 @@ class _EpollPoller:
         # An error or hang-up wakes both directions: the next recv/send reports it.
         readable = _EPOLL_READABLE
         writable = _EPOLL_WRITABLE
+        final = _EPOLL_FINAL
         return [
-            (fd, (READ if bits & readable else 0) | (WRITE if bits & writable else 0))
+            (
+                fd,
+                (READ if bits & readable else 0)
+                | (WRITE if bits & writable else 0)
+                | (FINAL if bits & final else 0),
+            )
             for fd, bits in self._epoll.poll(-1 if timeout is None else timeout)
         ]
 
@@ -187,6 +203,7 @@ class _EpollPoller:
 if hasattr(select, "epoll"):
     _EPOLL_READABLE: Final = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR | select.EPOLLRDHUP
     _EPOLL_WRITABLE: Final = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR
+    _EPOLL_FINAL: Final = select.EPOLLHUP | select.EPOLLERR | select.EPOLLRDHUP
     _Poller: type[_EpollPoller] | type[_SelectorsPoller] = _EpollPoller
 else:  # pragma: no cover - BSD, macOS, Windows
     _Poller = _SelectorsPoller
@@ -195,7 +212,7 @@ else:  # pragma: no cover - BSD, macOS, Windows
 class _FdRecord:
     """One fd's waiting tasks (reader, writer) and the interest the kernel has in it."""
 
-    __slots__ = ("interest", "owner", "pending", "waits")
+    __slots__ = ("final", "interest", "owner", "pending", "waits")
 
     def __init__(self) -> None:
         self.waits: list[IOWait | None] = [None, None]
@@ -203,6 +220,9 @@ class _FdRecord:
         self.owner = 0  # the token of the socket whose interest is kept, or 0
         # Edges reported while nobody waited (edge-triggered, kept interest only).
         self.pending = 0
+        # A hang-up or error was reported (edge-triggered, kept interest only): every
+        # later wait is satisfied at once, as a level-triggered poll would report it.
+        self.final = False
 
     def idle(self) -> bool:
         return self.interest == 0 and self.waits[0] is None and self.waits[1] is None
@@ -251,6 +271,10 @@ class OSReactor:
                     record.interest = 0
                 record.owner = wait.keep
                 record.pending = 0
+                record.final = False
+            if record.final:
+                wait.fire()
+                return
             if record.pending & wait.events:
                 # The edge came between the task's failed recv/send and this wait.
                 record.pending &= ~wait.events
@@ -323,6 +347,8 @@ class OSReactor:
                 record = self._waiters.get(fd)
                 if record is None:
                     continue
+                if mask & FINAL and self._edge and record.owner:
+                    record.final = True
                 unwanted = 0
                 for index, bit in ((0, READ), (1, WRITE)):
                     if not mask & bit:

@@ -43,7 +43,7 @@ class SocketRuntime(FullExecutor, Protocol):
 class SocketStream(AsyncResource):
     """A connected TCP or Unix socket; implements `anyrt.ByteStream`."""
 
-    __slots__ = ("_closed", "_runtime", "_token", "socket")
+    __slots__ = ("_closed", "_drained", "_runtime", "_token", "socket")
 
     def __init__(self, runtime: SocketRuntime, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -53,6 +53,9 @@ class SocketStream(AsyncResource):
         self._runtime = runtime
         self.socket = sock
         self._closed = False
+        # The last recv returned less than asked: the kernel's buffer was empty then,
+        # so the next receive waits for readiness before it tries (see receive()).
+        self._drained = False
 
     def __repr__(self) -> str:
         if self._closed:
@@ -65,17 +68,28 @@ class SocketStream(AsyncResource):
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Return up to ``max_bytes`` bytes; ``b""`` at EOF."""
-        check_positive_int(max_bytes, "receive(max_bytes)")
-        self._check_open("receive")
+        if type(max_bytes) is not int or max_bytes <= 0:
+            check_positive_int(max_bytes, "receive(max_bytes)")
+        if self._closed:
+            self._check_open("receive")
         sock = self.socket
+        if self._drained:
+            # A recv now would most likely fail with EAGAIN, which costs a syscall and
+            # an exception. Waiting first is safe: the reactor keeps edge-triggered
+            # interest in the socket and remembers an edge nobody waited for, and a
+            # first registration reports data that is already there.
+            await self._runtime._wait_socket(sock, READ, self._token)
         while True:
             try:
-                return sock.recv(max_bytes)
+                data = sock.recv(max_bytes)
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError as exc:
                 self._raise_if_closed(exc)
                 raise
+            else:
+                self._drained = 0 < len(data) < max_bytes
+                return data
             await self._runtime._wait_socket(sock, READ, self._token)
 
     async def send(self, data: bytes) -> None:
