@@ -32,7 +32,7 @@ class SocketRuntime(FullExecutor, Protocol):
 
     async def wait_writable(self, sock: FileDescriptorLike) -> None: ...
 
-    async def _wait_socket(self, sock: socket.socket, events: int, owner: int) -> None:
+    def _wait_socket(self, sock: socket.socket, events: int, owner: int) -> Awaitable[None]:
         """Wait like `wait_readable`/`wait_writable`, keeping the kernel's interest."""
         ...
 

@@ -423,8 +423,8 @@ class ThreadPerCore(ThreadedRuntime):
         """Suspend until ``sock`` is writable (watched by the calling core's reactor)."""
         await IOWait(self._reactor_here(), fileno(sock), WRITE)
 
-    async def _wait_socket(self, sock: socket.socket, events: int, owner: int) -> None:
-        await IOWait(self._reactor_here(), sock.fileno(), events, keep=owner)
+    def _wait_socket(self, sock: socket.socket, events: int, owner: int) -> Awaitable[None]:
+        return IOWait(self._reactor_here(), sock.fileno(), events, keep=owner)
 
     def _notify_closing(self, sock: FileDescriptorLike) -> None:
         # A socket may have been waited on from more than one core (a stream handed

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any, Final, ParamSpec, TypeVar
 
@@ -98,7 +98,7 @@ class ThreadedRuntime(NativeRuntime):
         """Suspend until ``sock`` is writable."""
 
     @abstractmethod
-    async def _wait_socket(self, sock: socket.socket, events: int, owner: int) -> None:
+    def _wait_socket(self, sock: socket.socket, events: int, owner: int) -> Awaitable[None]:
         """Wait like `wait_readable`/`wait_writable`, keeping the kernel's interest."""
 
     @abstractmethod

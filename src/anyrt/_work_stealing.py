@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import CoroutineType
 from typing import Any, ClassVar, Final, ParamSpec, TypeVar, final
 
@@ -491,8 +491,8 @@ class WorkStealing(ThreadedRuntime):
         """Suspend until ``sock`` is writable."""
         await IOWait(self._reactor, fileno(sock), WRITE)
 
-    async def _wait_socket(self, sock: socket.socket, events: int, owner: int) -> None:
-        await IOWait(self._reactor, sock.fileno(), events, keep=owner)
+    def _wait_socket(self, sock: socket.socket, events: int, owner: int) -> Awaitable[None]:
+        return IOWait(self._reactor, sock.fileno(), events, keep=owner)
 
     def _notify_closing(self, sock: FileDescriptorLike) -> None:
         self._reactor.notify_closing(sock)
