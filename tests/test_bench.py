@@ -21,6 +21,7 @@ WORKLOADS = (
     "tcp-echo-sharded",
     "tcp-echo-protocols",
     "hash",
+    "hash-spread",
     "cross-thread",
 )
 RUNTIMES = (
