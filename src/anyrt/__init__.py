@@ -48,6 +48,7 @@ from ._single_threaded import SingleThreaded
 from ._sync import Event, Lock, Semaphore
 from ._taskgroup import TaskGroup
 from ._thread_per_core import ThreadPerCore
+from ._tls import TLSListener, TLSStream
 from ._work_stealing import WorkStealing
 
 __version__ = "0.1.0"
@@ -78,6 +79,8 @@ __all__ = (
     "Semaphore",
     "Sender",
     "SingleThreaded",
+    "TLSListener",
+    "TLSStream",
     "Task",
     "TaskError",
     "TaskGroup",

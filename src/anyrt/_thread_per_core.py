@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from threading import get_ident
 from types import CoroutineType
-from typing import Any, ClassVar, Final, TypeVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, final
 
 from ._exceptions import Cancelled, ClosedResourceError
 from ._listener import AsyncResource
@@ -46,7 +46,11 @@ from ._sockets import SocketListener, SocketStream, bind_tcp, resolve_listen_add
 from ._task import LocalTask, NativeTask, Worker, check_coroutine
 from ._threaded import ThreadedRuntime
 from ._timers import TimerQueue
+from ._tls import TLSListener
 from ._validate import check_positive_int
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
 
 T = TypeVar("T")
 
@@ -432,20 +436,27 @@ class ThreadPerCore(ThreadedRuntime):
         for core in self._cores:
             core.reactor.notify_closing(sock)
 
-    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> Listener:
+    async def listen_tcp(
+        self, host: str, port: int, *, reuse_port: bool = False, ssl: SSLContext | None = None
+    ) -> Listener:
         """Listen for TCP connections on ``host:port``.
 
         With ``reuse_port=True`` every core gets its own ``SO_REUSEPORT`` socket on the
         address: the kernel shards incoming connections across the cores, and
         `ShardedListener.serve` runs one accept loop per core, each connection served
         on the core that accepted it. Without it, one socket accepts and ``serve``
-        hands the connections to the cores in turn.
+        hands the connections to the cores in turn. With ``ssl``, every connection is
+        a `anyrt.TLSStream` whose handshake runs in its handler's task.
 
         Raises:
             OSError: ``reuse_port`` where the platform has no ``SO_REUSEPORT``, or the
                 bind failed.
         """
         self._check_open()
+        listener = await self._listen_tcp(host, port, reuse_port)
+        return listener if ssl is None else TLSListener(self, listener, ssl)
+
+    async def _listen_tcp(self, host: str, port: int, reuse_port: bool) -> Listener:
         address = await resolve_listen_address(self, host, port)
         first = bind_tcp(address, reuse_port=reuse_port)
         if not reuse_port or len(self._cores) == 1:

@@ -17,12 +17,12 @@ import time
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 from ._blocking import BlockingPool
 from ._exceptions import Cancelled
 from ._native import ErrorHandler, NativeRuntime, thread_state
-from ._protocols import FileDescriptorLike, Listener, Receiver, Sender
+from ._protocols import ByteStream, FileDescriptorLike, Listener, Receiver, Sender
 from ._sockets import (
     SocketListener,
     SocketStream,
@@ -32,7 +32,11 @@ from ._sockets import (
     listen_unix,
 )
 from ._task import NativeTask
+from ._tls import TLSListener, secure_client
 from ._validate import check_positive_int
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -174,17 +178,34 @@ class ThreadedRuntime(NativeRuntime):
         """Start the handler of an accepted connection (`Listener.serve`)."""
         return self.spawn(coro, name=name)
 
-    async def connect_tcp(self, host: str, port: int) -> SocketStream:
-        """Open a TCP connection, trying every address ``host`` resolves to."""
-        self._check_open()
-        return await connect_tcp(self, host, port)
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> ByteStream:
+        """Open a TCP connection, trying every address ``host`` resolves to.
 
-    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> Listener:
-        """Listen for TCP connections on ``host:port``."""
+        With ``ssl``, complete a TLS handshake over it (see `anyrt.TLSStream`);
+        ``server_hostname`` defaults to ``host``.
+        """
         self._check_open()
-        return await listen_tcp(
+        stream = await connect_tcp(self, host, port)
+        if ssl is None:
+            return stream
+        return await secure_client(self, stream, ssl, server_hostname or host)
+
+    async def listen_tcp(
+        self, host: str, port: int, *, reuse_port: bool = False, ssl: SSLContext | None = None
+    ) -> Listener:
+        """Listen for TCP connections on ``host:port`` (with ``ssl``: TLS connections)."""
+        self._check_open()
+        listener = await listen_tcp(
             self, host, port, reuse_port=reuse_port, spawn=self._spawn_connection
         )
+        return listener if ssl is None else TLSListener(self, listener, ssl)
 
     async def connect_unix(self, path: str | os.PathLike[str]) -> SocketStream:
         """Connect to a Unix-domain socket."""
