@@ -46,6 +46,7 @@ from ._protocols import (
 from ._registry import backends, run, runtime
 from ._single_threaded import SingleThreaded
 from ._sync import Event, Lock, Semaphore
+from ._task import TaskInfo
 from ._taskgroup import TaskGroup
 from ._thread_per_core import ThreadPerCore
 from ._tls import TLSListener, TLSStream
@@ -84,6 +85,7 @@ __all__ = (
     "Task",
     "TaskError",
     "TaskGroup",
+    "TaskInfo",
     "ThreadPerCore",
     "Timer",
     "VirtualClock",

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Self, TypeVar
 from ._exceptions import Cancelled, TaskError
 from ._oneshot import NativeReceiver, NativeSender
 from ._protocols import Receiver, Sender
-from ._task import YIELD, NativeTask, Worker, check_coroutine
+from ._task import DONE, YIELD, NativeTask, TaskInfo, Worker, check_coroutine
 from ._timers import TimerEntry
 from ._validate import check_deadline, check_seconds
 
@@ -221,6 +221,22 @@ class NativeRuntime(ABC):
     @abstractmethod
     def close(self) -> None:
         """Cancel every task, let their ``finally`` blocks run, release every resource."""
+
+    # -- observability -----------------------------------------------------------------
+
+    def tasks(self) -> list[TaskInfo]:
+        """Return a snapshot of the live tasks, oldest first: name, state, where, age.
+
+        Safe from any thread. Tasks that run on other threads move on while the
+        snapshot is taken, so each entry is true of its task at some instant during
+        the call.
+        """
+        with self._tasks_lock:
+            live = list(self._tasks)
+        now = self._now_fn()
+        infos = [task.info(now) for task in live if task._state != DONE]
+        infos.sort(key=lambda info: -info.age)
+        return infos
 
     def _add_close_hook(self, hook: Callable[[], object]) -> None:
         """Have `close` call ``hook()`` once every task has ended.

@@ -28,6 +28,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
+from dataclasses import dataclass
 from functools import partial
 from threading import get_ident
 from types import CoroutineType
@@ -103,6 +104,8 @@ class Trap(Protocol):
 class ErrorSink(Protocol):
     """The runtime side of a task: its error handler and its task registry."""
 
+    _now_fn: Callable[[], float]
+
     def _report(self, error: TaskError) -> None: ...
 
     def _forget(self, task: NativeTask[Any]) -> None: ...
@@ -158,6 +161,7 @@ class NativeTask(ABC, Generic[T]):
 
     __slots__ = (
         "__weakref__",
+        "_born",
         "_context",
         "_coro",
         "_detached",
@@ -199,6 +203,7 @@ class NativeTask(ABC, Generic[T]):
         self._throw = None
         self._waiters: dict[NativeTask[Any], None] | None = None
         self._detached = False
+        self._born = sink._now_fn()
 
     def __repr__(self) -> str:
         return f"<anyrt task {self.name!r} {_STATE_NAMES[self._state]}>"
@@ -336,6 +341,29 @@ class NativeTask(ABC, Generic[T]):
     def where(self) -> str:
         """Describe where the task is suspended."""
         return describe_suspension(self._coro)
+
+    def info(self, now: float) -> TaskInfo:
+        """A snapshot of this task at time ``now`` on its runtime's clock."""
+        state = self._state
+        return TaskInfo(
+            self.name,
+            _STATE_NAMES[state],
+            self.where() if state == PARKED else "",
+            now - self._born,
+        )
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One live task in a `runtime.tasks()` snapshot."""
+
+    name: str
+    #: ``"scheduled"`` (ready to run), ``"running"`` or ``"parked"`` (waiting).
+    state: str
+    #: For a parked task, the line of user code where it waits (else ``""``).
+    where: str
+    #: Seconds on the runtime's clock since the task was spawned.
+    age: float
 
 
 class SharedTask(NativeTask[T]):

@@ -154,6 +154,9 @@ class ThreadedRuntime(NativeRuntime):
     def block_on(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the runtime's threads and block the calling (plain) thread.
 
+        A `KeyboardInterrupt` (Ctrl-C) while it waits cancels ``coro``, waits for its
+        cleanup, and is then raised.
+
         Raises:
             RuntimeError: called from inside a task, or after `close`.
         """
@@ -165,6 +168,12 @@ class ThreadedRuntime(NativeRuntime):
         self._launch(main)
         try:
             waiter.event.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C on the main thread: cancel the main task, let its `finally` blocks
+            # run, then report the interrupt (a second Ctrl-C stops waiting for them).
+            main.cancel()
+            waiter.event.wait()
+            raise
         except BaseException:
             main.cancel()
             raise

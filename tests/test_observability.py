@@ -1,0 +1,48 @@
+"""`runtime.tasks()`: a snapshot of the live tasks, on every native backend."""
+
+from __future__ import annotations
+
+import pytest
+
+import anyrt
+
+NATIVE = {
+    "single-threaded": {},
+    "work-stealing": {"workers": 2},
+    "thread-per-core": {"cores": 2},
+}
+
+
+@pytest.mark.parametrize("backend", sorted(NATIVE))
+def test_tasks_lists_live_tasks_with_state_where_and_age(backend: str) -> None:
+    with anyrt.runtime(backend, **NATIVE[backend]) as rt:
+        gate = anyrt.Event(rt)
+        started = anyrt.Semaphore(rt, 0)
+
+        async def waiter() -> None:
+            started.release()
+            await gate.wait()
+
+        async def main() -> list[anyrt.TaskInfo]:
+            tasks = [rt.spawn(waiter(), name=f"waiter-{i}") for i in range(3)]
+            for _ in tasks:
+                await started.acquire()
+            await rt.sleep(0.01)
+            snapshot = rt.tasks()  # type: ignore[attr-defined]
+            gate.set()
+            for task in tasks:
+                await task
+            return snapshot  # type: ignore[no-any-return]
+
+        snapshot = rt.block_on(main())
+        by_name = {info.name.rpartition(".")[2]: info for info in snapshot}
+        assert set(by_name) == {"waiter-0", "waiter-1", "waiter-2", "main"}
+        for index in range(3):
+            info = by_name[f"waiter-{index}"]
+            assert info.state == "parked"
+            assert "test_observability.py:24), in Event.wait" in info.where
+            assert 0.01 <= info.age < 60
+        assert by_name["main"].state == "running"
+        assert by_name["main"].where == ""
+        assert snapshot[0].name.endswith(".main")  # oldest first
+        assert rt.tasks() == []  # type: ignore[attr-defined]
