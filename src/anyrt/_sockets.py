@@ -20,7 +20,9 @@ from ._protocols import ByteStream, FileDescriptorLike, FullExecutor, Task
 from ._reactor import READ, WRITE
 from ._validate import check_port, check_positive_int
 
-_LISTEN_BACKLOG = 1024
+# The kernel caps it at its own limit (net.core.somaxconn), as trio does: a burst of
+# connects larger than the backlog loses SYNs, which clients retry only after a second.
+_LISTEN_BACKLOG = 65535
 # Owner tokens for the reactor's kept interest: unique per socket object, never 0.
 _next_token = itertools.count(1).__next__
 
