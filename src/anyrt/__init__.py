@@ -30,6 +30,7 @@ from ._future import from_future
 from ._protocols import (
     BlockingExecutor,
     ByteStream,
+    DatagramSocket,
     Executor,
     FileDescriptorLike,
     FullExecutor,
@@ -50,6 +51,7 @@ from ._task import TaskInfo
 from ._taskgroup import TaskGroup
 from ._thread_per_core import ThreadPerCore
 from ._tls import TLSListener, TLSStream
+from ._udp import UDPSocket
 from ._work_stealing import WorkStealing
 
 __version__ = "0.1.0"
@@ -62,6 +64,7 @@ __all__ = (
     "Channel",
     "Clock",
     "ClosedResourceError",
+    "DatagramSocket",
     "Deadlock",
     "EndOfChannel",
     "Event",
@@ -88,6 +91,7 @@ __all__ = (
     "TaskInfo",
     "ThreadPerCore",
     "Timer",
+    "UDPSocket",
     "VirtualClock",
     "WorkStealing",
     "__version__",

@@ -296,6 +296,32 @@ class Listener(Protocol):
 
 
 @runtime_checkable
+class DatagramSocket(Protocol):
+    """A bound datagram (UDP) socket.
+
+    ``runtime.open_udp(host, port)`` makes one on the backends that have UDP (the OS
+    backends and the in-memory network).
+    """
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound ``(host, port)`` (port 0 resolved)."""
+        ...
+
+    async def send_to(self, data: bytes, address: tuple[str, int]) -> None:
+        """Send one datagram to ``address``."""
+        ...
+
+    async def receive_from(self, max_bytes: int = 65536) -> tuple[bytes, tuple[str, int]]:
+        """Wait for the next datagram; return it and its sender's address."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the socket; idempotent."""
+        ...
+
+
+@runtime_checkable
 class Reactor(Protocol):
     """Waits for I/O readiness and opens network connections."""
 

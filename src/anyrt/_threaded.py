@@ -33,6 +33,7 @@ from ._sockets import (
 )
 from ._task import NativeTask
 from ._tls import TLSListener, secure_client
+from ._udp import UDPSocket, open_udp
 from ._validate import check_positive_int
 
 if TYPE_CHECKING:
@@ -215,6 +216,11 @@ class ThreadedRuntime(NativeRuntime):
             self, host, port, reuse_port=reuse_port, spawn=self._spawn_connection
         )
         return listener if ssl is None else TLSListener(self, listener, ssl)
+
+    async def open_udp(self, local_host: str, local_port: int) -> UDPSocket:
+        """Bind a UDP socket (`anyrt.DatagramSocket`) to ``local_host:local_port``."""
+        self._check_open()
+        return await open_udp(self, local_host, local_port)
 
     async def connect_unix(self, path: str | os.PathLike[str]) -> SocketStream:
         """Connect to a Unix-domain socket."""
