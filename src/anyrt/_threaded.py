@@ -23,6 +23,7 @@ from ._blocking import BlockingPool
 from ._exceptions import Cancelled
 from ._native import ErrorHandler, NativeRuntime, thread_state
 from ._protocols import ByteStream, FileDescriptorLike, Listener, Receiver, Sender
+from ._signals import SignalInstaller, SignalReceiver
 from ._sockets import (
     SocketListener,
     SocketStream,
@@ -49,15 +50,41 @@ _SHUTDOWN_ROUND_SECONDS: Final = 5.0
 
 
 class BlockOnWaiter:
-    """Stands in for a task in a waiter list: `block_on`'s thread waits on it."""
+    """Stands in for a task in a waiter list: `block_on`'s thread waits on it.
 
-    __slots__ = ("event",)
+    While it waits, that thread also runs the calls that tasks hand it with `call`:
+    what only the main thread may do (installing signal handlers).
+    """
+
+    __slots__ = ("_calls", "_cond", "done")
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self._cond = threading.Condition(threading.Lock())
+        self._calls: list[Callable[[], object]] = []
+        self.done = False
 
     def wake(self) -> None:
-        self.event.set()
+        with self._cond:
+            self.done = True
+            self._cond.notify()
+
+    def call(self, fn: Callable[[], object]) -> None:
+        """Have the waiting thread run ``fn`` soon; safe from any thread."""
+        with self._cond:
+            self._calls.append(fn)
+            self._cond.notify()
+
+    def wait(self) -> None:
+        """Run the handed calls until the main task has finished."""
+        while True:
+            with self._cond:
+                while not self.done and not self._calls:
+                    self._cond.wait()
+                calls, self._calls = self._calls, []
+            if not calls:
+                return
+            for fn in calls:
+                fn()
 
 
 class ThreadedRuntime(NativeRuntime):
@@ -75,6 +102,8 @@ class ThreadedRuntime(NativeRuntime):
         self._tasks_done = threading.Condition(self._tasks_lock)
         self._now_fn = time.monotonic
         self._blocking = BlockingPool(f"anyrt-{self.name}", max_threads=max_blocking_threads)
+        self._main_waiter: BlockOnWaiter | None = None
+        self._signals = SignalInstaller(self)
 
     # -- what a backend provides ------------------------------------------------------
 
@@ -166,19 +195,42 @@ class ThreadedRuntime(NativeRuntime):
         self._register(main, coro)
         waiter = BlockOnWaiter()
         main._join(waiter)  # type: ignore[arg-type]
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        if on_main_thread:
+            self._main_waiter = waiter
         self._launch(main)
         try:
-            waiter.event.wait()
+            waiter.wait()
         except KeyboardInterrupt:
             # Ctrl-C on the main thread: cancel the main task, let its `finally` blocks
             # run, then report the interrupt (a second Ctrl-C stops waiting for them).
             main.cancel()
-            waiter.event.wait()
+            waiter.wait()
             raise
         except BaseException:
             main.cancel()
             raise
+        finally:
+            if on_main_thread:
+                self._main_waiter = None
+                self._signals.restore()
         return main.result()
+
+    def signals(self, *signums: int) -> SignalReceiver:
+        """Receive OS signals: ``async with rt.signals(SIGTERM) as received:``.
+
+        Then ``async for signum in received`` yields each one. The handlers are
+        installed by `block_on`'s thread, which must be the main thread, when the
+        ``async with`` is entered, and the previous ones restored when it is left (or
+        when that `block_on` returns). Signals that arrive while nobody iterates are
+        queued; the OS may merge repeats of one signal that arrive close together.
+
+        Raises:
+            RuntimeError: `block_on` is not running on the main thread, or another
+                ``signals()`` block of this runtime is active.
+            ValueError: not a signal number that can be caught.
+        """
+        return SignalReceiver(self, signums)
 
     # -- Reactor: the sockets ---------------------------------------------------------------
 

@@ -65,3 +65,83 @@ def test_sigint_cancels_main_runs_cleanup_and_raises_keyboard_interrupt(backend:
     assert out.splitlines() == ["main cleanup", "block_on is over", "background cleanup"]
     assert err.rstrip().endswith("KeyboardInterrupt"), err
     assert process.returncode == -signal.SIGINT  # Python re-raises SIGINT on the way out
+
+
+RECEIVER = textwrap.dedent(
+    """
+    import os
+    import signal
+    import sys
+    import anyrt
+
+    async def main(rt):
+        got = []
+        async with rt.signals(signal.SIGTERM, signal.SIGUSR1) as received:
+            print("ready", flush=True)
+            async for signum in received:
+                got.append(signum.name)
+                print(signum.name, flush=True)
+                if signum == signal.SIGTERM:
+                    break
+        return got
+
+    print(anyrt.run(main, backend=sys.argv[1]), flush=True)
+    # The previous handler is back: SIGUSR1's default action ends the process.
+    print(signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL, flush=True)
+    """
+)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends POSIX signals")
+@pytest.mark.parametrize("backend", ["work-stealing", "thread-per-core"])
+def test_signals_arrive_as_an_async_iterator(backend: str) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", RECEIVER, backend],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+        # One at a time: signals sent together may be handled by different threads, in
+        # any order, and the OS merges repeats of one signal.
+        for signum in (signal.SIGUSR1, signal.SIGUSR1):
+            process.send_signal(signum)
+            assert process.stdout.readline() == "SIGUSR1\n"
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert out.splitlines() == ["SIGTERM", "['SIGUSR1', 'SIGUSR1', 'SIGTERM']", "True"]
+
+
+def test_signals_needs_block_on_on_the_main_thread() -> None:
+    import threading
+
+    import anyrt
+
+    with anyrt.runtime("work-stealing", workers=1) as rt:
+
+        async def main() -> None:
+            with pytest.raises(RuntimeError, match="main thread"):
+                async with rt.signals(signal.SIGTERM):  # type: ignore[attr-defined]
+                    pass
+            with pytest.raises(ValueError, match="cannot be caught"):
+                rt.signals(signal.SIGKILL)  # type: ignore[attr-defined]
+            with pytest.raises(TypeError, match="signal numbers"):
+                rt.signals("SIGTERM")  # type: ignore[attr-defined]
+
+        outcome: list[object] = []
+
+        def on_a_plain_thread() -> None:
+            try:
+                outcome.append(rt.block_on(main()))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=on_a_plain_thread)
+        thread.start()
+        thread.join(timeout=30)
+        assert outcome == [None]
