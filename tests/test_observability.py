@@ -46,3 +46,21 @@ def test_tasks_lists_live_tasks_with_state_where_and_age(backend: str) -> None:
         assert by_name["main"].where == ""
         assert snapshot[0].name.endswith(".main")  # oldest first
         assert rt.tasks() == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("backend", ["work-stealing", "thread-per-core"])
+def test_every_thread_the_runtime_starts_is_named(backend: str) -> None:
+    import threading
+
+    before = set(threading.enumerate())
+    with anyrt.runtime(backend) as rt:
+
+        async def main() -> None:
+            await rt.spawn_blocking(lambda: None)
+
+        rt.block_on(main())
+        started = set(threading.enumerate()) - before
+        assert started  # workers or cores, and the blocking pool
+        assert all(thread.name.startswith(f"anyrt-{backend}-") for thread in started), [
+            thread.name for thread in started
+        ]
