@@ -27,6 +27,7 @@ from ._exceptions import (
     TaskError,
 )
 from ._future import from_future
+from ._instrument import Instrument
 from ._protocols import (
     BlockingExecutor,
     ByteStream,
@@ -72,6 +73,7 @@ __all__ = (
     "FileDescriptorLike",
     "FullExecutor",
     "HasFileno",
+    "Instrument",
     "Listener",
     "LocalExecutor",
     "Lock",

@@ -18,9 +18,10 @@ from types import CoroutineType, TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
 from ._exceptions import Cancelled, TaskError
+from ._instrument import Instrument, emit, instrumented
 from ._oneshot import NativeReceiver, NativeSender
 from ._protocols import Receiver, Sender
-from ._task import DONE, YIELD, NativeTask, TaskInfo, Worker, check_coroutine
+from ._task import DONE, YIELD, LocalTask, NativeTask, TaskInfo, Worker, check_coroutine
 from ._timers import TimerEntry
 from ._validate import check_deadline, check_seconds
 
@@ -77,6 +78,8 @@ class NativeRuntime(ABC):
         self._tasks_lock = threading.Lock()
         self._closed = False
         self._close_hooks: list[Callable[[], object]] = []
+        # Replaced, never mutated, so a thread iterating over it needs no lock.
+        self._instruments: tuple[Instrument, ...] = ()
         # The clock's raw time source, for the hot paths (subclasses may replace it).
         self._now_fn: Callable[[], float] = self.now
 
@@ -123,7 +126,9 @@ class NativeRuntime(ABC):
             )
 
     #: The task class: `LocalTask` for thread-confined loops, `SharedTask` otherwise.
-    _task_class: ClassVar[type[NativeTask[Any]]]
+    _task_class: type[NativeTask[Any]]
+    #: The class of tasks pinned to one thread (``spawn_local`` on work-stealing).
+    _local_task_class: type[NativeTask[Any]] = LocalTask
 
     def _check_block_on(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Refuse a non-coroutine, a closed runtime, and a call from inside any runtime."""
@@ -151,6 +156,8 @@ class NativeRuntime(ABC):
             coro.close()
             raise TypeError(f"{method}() name must be a str, not {type(name).__name__}")
         task: NativeTask[T] = self._task_class(coro, name, sched, self, contextvars.copy_context())
+        if self._instruments:
+            emit(task, "task_spawned")
         return task
 
     # -- Executor -------------------------------------------------------------------
@@ -223,6 +230,30 @@ class NativeRuntime(ABC):
         """Cancel every task, let their ``finally`` blocks run, release every resource."""
 
     # -- observability -----------------------------------------------------------------
+
+    def instrument(self, instrument: Instrument) -> None:
+        """Report the events of tasks spawned from now on to ``instrument``.
+
+        Until the first instrument is installed, tasks run without any check for one.
+        """
+        if not isinstance(instrument, Instrument):
+            raise TypeError(
+                f"instrument() takes an anyrt.Instrument, not {type(instrument).__name__}"
+            )
+        with self._tasks_lock:
+            if instrument in self._instruments:
+                return
+            self._instruments = (*self._instruments, instrument)
+            self._task_class = instrumented(type(self)._task_class)
+            self._local_task_class = instrumented(LocalTask)
+
+    def uninstrument(self, instrument: Instrument) -> None:
+        """Stop reporting to ``instrument``; idempotent."""
+        with self._tasks_lock:
+            self._instruments = tuple(i for i in self._instruments if i is not instrument)
+            if not self._instruments:
+                self._task_class = type(self)._task_class
+                self._local_task_class = LocalTask
 
     def tasks(self) -> list[TaskInfo]:
         """Return a snapshot of the live tasks, oldest first: name, state, where, age.

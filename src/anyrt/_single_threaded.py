@@ -149,7 +149,12 @@ class SingleThreaded(NativeRuntime):
     def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> NativeTask[T]:
         """Schedule ``coro`` as a new task; callable from any thread. See `anyrt.Executor`."""
         loop = self._loop
-        if type(coro) is CoroutineType and name is None and not self._closed:
+        if (
+            type(coro) is CoroutineType
+            and name is None
+            and not self._closed
+            and not self._instruments
+        ):
             task: NativeTask[T] = LocalTask(coro, coro.__qualname__, loop, self, copy_context())
         else:
             task = self._new_task(coro, name, loop, "spawn")

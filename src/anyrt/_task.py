@@ -105,6 +105,7 @@ class ErrorSink(Protocol):
     """The runtime side of a task: its error handler and its task registry."""
 
     _now_fn: Callable[[], float]
+    _instruments: tuple[Any, ...]
 
     def _report(self, error: TaskError) -> None: ...
 

@@ -37,10 +37,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from types import CoroutineType
 from typing import Any, ClassVar, Final, ParamSpec, TypeVar, final
 
+from ._instrument import emit
 from ._native import ErrorHandler, sniffio_state, thread_state
 from ._protocols import FileDescriptorLike
 from ._reactor import READ, WRITE, IOWait, OSReactor, fileno
-from ._task import LocalTask, NativeTask, SharedTask, Worker, check_coroutine
+from ._task import NativeTask, SharedTask, Worker, check_coroutine
 from ._threaded import ThreadedRuntime
 from ._timers import TimerQueue
 from ._validate import check_positive_int
@@ -447,13 +448,15 @@ class WorkStealing(ThreadedRuntime):
         if type(coro) is not CoroutineType:
             check_coroutine(coro, "spawn_local")
         self._check_open(coro)
-        task: NativeTask[T] = LocalTask(
+        task: NativeTask[T] = self._local_task_class(
             coro,
             name or str(getattr(coro, "__qualname__", None) or repr(coro)),
             worker,
             self,
             contextvars.copy_context(),
         )
+        if self._instruments:
+            emit(task, "task_spawned")
         self._register(task, coro)
         worker.ready.append(task)
         return task
