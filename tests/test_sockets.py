@@ -503,3 +503,18 @@ def test_eof_that_arrives_with_the_last_data_is_seen(backend: str) -> None:
                 assert run(rt, client) == b"last words"
         finally:
             thread.join(timeout=30)
+
+
+def test_receive_with_a_huge_max_bytes_does_not_allocate_it(rt: anyrt.Runtime) -> None:
+    """recv() allocates the size it is asked for: receive caps it (found by fuzzing)."""
+
+    async def main() -> bytes:
+        async with await rt.listen_tcp("127.0.0.1", 0) as listener:
+            server = rt.spawn(listener.serve(_echo))
+            async with await rt.connect_tcp(*listener.address) as client:
+                await client.send(b"small")
+                reply = await client.receive(10**12)
+            server.cancel()
+        return reply
+
+    assert run(rt, main) == b"small"

@@ -23,6 +23,9 @@ from ._validate import check_port, check_positive_int
 # The kernel caps it at its own limit (net.core.somaxconn), as trio does: a burst of
 # connects larger than the backlog loses SYNs, which clients retry only after a second.
 _LISTEN_BACKLOG = 65535
+# The most one receive() asks the OS for: it returns "up to max_bytes", and recv()
+# allocates a buffer of the size asked before it reads.
+_MAX_RECEIVE = 1 << 20
 # Owner tokens for the reactor's kept interest: unique per socket object, never 0.
 _next_token = itertools.count(1).__next__
 
@@ -72,6 +75,8 @@ class SocketStream(AsyncResource):
         """Return up to ``max_bytes`` bytes; ``b""`` at EOF."""
         if type(max_bytes) is not int or max_bytes <= 0:
             check_positive_int(max_bytes, "receive(max_bytes)")
+        if max_bytes > _MAX_RECEIVE:
+            max_bytes = _MAX_RECEIVE  # recv allocates its whole buffer first
         if self._closed:
             self._check_open("receive")
         sock = self.socket

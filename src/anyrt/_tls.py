@@ -192,7 +192,8 @@ class TLSStream(AsyncResource):
         self._check_open("receive")
         await self.do_handshake()
         try:
-            data: bytes = await self._retry(self._object.read, max_bytes)
+            # SSLObject.read allocates the whole buffer first: ask for at most 1 MiB.
+            data: bytes = await self._retry(self._object.read, min(max_bytes, 1 << 20))
         except ssl.SSLZeroReturnError:
             return b""  # the peer's close_notify: a clean end of stream
         return data

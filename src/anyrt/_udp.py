@@ -68,7 +68,9 @@ class UDPSocket(AsyncResource):
         self._check_open("receive_from")
         while True:
             try:
-                data, sender = self.socket.recvfrom(max_bytes)
+                # No datagram is longer than 65,535 bytes; recvfrom allocates its
+                # whole buffer before it reads, so never ask for more.
+                data, sender = self.socket.recvfrom(min(max_bytes, 65536))
             except (BlockingIOError, InterruptedError):
                 await self._runtime._wait_socket(self.socket, READ, self._token)
                 continue
