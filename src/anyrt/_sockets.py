@@ -75,8 +75,7 @@ class SocketStream(AsyncResource):
         """Return up to ``max_bytes`` bytes; ``b""`` at EOF."""
         if type(max_bytes) is not int or max_bytes <= 0:
             check_positive_int(max_bytes, "receive(max_bytes)")
-        if max_bytes > _MAX_RECEIVE:
-            max_bytes = _MAX_RECEIVE  # recv allocates its whole buffer first
+        max_bytes = min(max_bytes, _MAX_RECEIVE)  # recv allocates its whole buffer first
         if self._closed:
             self._check_open("receive")
         sock = self.socket

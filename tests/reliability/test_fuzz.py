@@ -95,7 +95,7 @@ async def perform(rt: anyrt.Runtime, call: Call, sent: list[int], got: list[int]
         channel.close()
         await channel.send(1)
     elif kind == "oneshot_twice":
-        sender, receiver = rt.oneshot()
+        sender, _receiver = rt.oneshot()
         assert sender.send(1)
         sender.send(2)
     elif kind == "spawn":
@@ -123,8 +123,7 @@ async def perform(rt: anyrt.Runtime, call: Call, sent: list[int], got: list[int]
 
 
 async def _drain(channel: anyrt.Channel[int], got: list[int]) -> None:
-    async for item in channel:
-        got.append(item)
+    got.extend([item async for item in channel])
 
 
 def run_program(rt: anyrt.Runtime, program: list[Call], per_call: float) -> None:
