@@ -64,3 +64,29 @@ def test_every_thread_the_runtime_starts_is_named(backend: str) -> None:
         assert all(thread.name.startswith(f"anyrt-{backend}-") for thread in started), [
             thread.name for thread in started
         ]
+
+
+def test_dump_tasks_writes_a_table() -> None:
+    import io
+
+    with anyrt.SingleThreaded() as rt:
+        gate = anyrt.Event(rt)
+
+        async def parked() -> None:
+            await gate.wait()
+
+        async def main() -> str:
+            task = rt.spawn(parked(), name="stuck")
+            await rt.sleep(1)
+            out = io.StringIO()
+            rt.dump_tasks(out)
+            gate.set()
+            await task
+            return out.getvalue()
+
+        text = rt.block_on(main())
+    lines = text.splitlines()
+    assert lines[0].endswith(": 2 live task(s)")
+    assert "running" in lines[1]
+    assert "1.000s  parked     stuck  " in lines[2]
+    assert "in Event.wait" in lines[2]

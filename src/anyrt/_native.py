@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
+import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Generator
 from contextlib import AbstractAsyncContextManager
 from types import CoroutineType, TracebackType
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self, TextIO, TypeVar
 
 from ._exceptions import Cancelled, TaskError
 from ._instrument import Instrument, emit, instrumented
@@ -230,6 +231,20 @@ class NativeRuntime(ABC):
         """Cancel every task, let their ``finally`` blocks run, release every resource."""
 
     # -- observability -----------------------------------------------------------------
+
+    def dump_tasks(self, file: TextIO | None = None) -> None:
+        """Write `tasks` as a table to ``file`` (default: standard error).
+
+        For a debugging request, e.g. on SIGUSR1 through `signals` on the threaded
+        runtimes.
+        """
+        out = sys.stderr if file is None else file
+        infos = self.tasks()
+        out.write(f"{self!r}: {len(infos)} live task(s)\n")
+        for info in infos:
+            where = f"  {info.where}" if info.where else ""
+            out.write(f"  {info.age:9.3f}s  {info.state:<9}  {info.name}{where}\n")
+        out.flush()
 
     def instrument(self, instrument: Instrument) -> None:
         """Report the events of tasks spawned from now on to ``instrument``.
