@@ -1,4 +1,4 @@
-"""The ``anyrt`` command: list the backends, run an async function, run the demo.
+"""The ``anyrt`` command: list the backends, run an async function, run the demo, bench.
 
 ``main`` returns the exit status instead of exiting, so tests call it in-process:
 0 on success, 1 when the user's function raised (the traceback propagates), 2 for a
@@ -17,6 +17,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from ._bench.cli import BenchUsageError
+from ._bench.cli import add_arguments as add_bench_arguments
+from ._bench.cli import run as run_bench
 from ._demo import demo
 from ._exceptions import BackendNotFound
 from ._registry import DEFAULT_BACKEND, backend_factory, backend_options, backends, runtime
@@ -49,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_backends()
         if args.command == "run":
             return _cmd_run(args.target, args.backend, args.opt)
+        if args.command == "bench":
+            return _cmd_bench(args)
         return _cmd_demo(args.backend, args.clients, args.requests)
     except UsageError as exc:
         print(f"anyrt {args.command}: error: {exc}", file=sys.stderr)
@@ -89,6 +94,16 @@ def _parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--backend", metavar="NAME", help="backend name")
     demo_parser.add_argument("--clients", type=_positive_int, default=5, metavar="N")
     demo_parser.add_argument("--requests", type=_positive_int, default=20, metavar="N")
+
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark the installed backends against asyncio, uvloop, trio and anyio",
+        description="Run the benchmark workloads on every installed anyrt backend and on "
+        "the raw peers, each run in a fresh process, the cases interleaved round after "
+        "round, and print a table per workload: median, min-max and the ratio to raw "
+        "asyncio (> 1 is better). Progress and the time left go to standard error.",
+    )
+    add_bench_arguments(bench)
     return parser
 
 
@@ -227,6 +242,16 @@ def _load(module_name: str, func_path: str) -> Any:
     if not callable(obj):
         raise UsageError(f"{module_name}:{func_path} is not callable")
     return obj
+
+
+# -- anyrt bench --------------------------------------------------------------------
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        return run_bench(args)
+    except BenchUsageError as exc:
+        raise UsageError(str(exc)) from None
 
 
 # -- anyrt demo ---------------------------------------------------------------------

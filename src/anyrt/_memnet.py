@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, final
 
 from ._exceptions import ClosedResourceError
 from ._listener import AsyncResource, serve_listener
-from ._protocols import ByteStream
-from ._sync import Event
+from ._protocols import ByteStream, Receiver, Sender
 from ._task import YIELD
 from ._validate import check_port, check_positive_int
 
@@ -47,22 +46,36 @@ def _normalize(host: str) -> str:
 
 
 class _Signal:
-    """Wakes every task waiting for a buffer to change; re-armed after each wake."""
+    """Wakes every task waiting for a buffer to change: one oneshot per waiting task.
 
-    __slots__ = ("_event", "_runtime")
+    Only the loop's thread touches it, so it needs no lock (unlike `Event`).
+    """
+
+    __slots__ = ("_oneshot", "_senders")
 
     def __init__(self, runtime: NativeRuntime) -> None:
-        self._runtime = runtime
-        self._event = Event(runtime)
+        self._oneshot = runtime.oneshot
+        self._senders: list[Sender[None]] = []
 
     async def wait(self) -> None:
-        await self._event.wait()
+        """Wait for the next `fire`."""
+        pair: tuple[Sender[None], Receiver[None]] = self._oneshot()
+        sender, receiver = pair
+        self._senders.append(sender)
+        try:
+            await receiver
+        except BaseException:
+            if sender in self._senders:  # cancelled before a fire: forget it
+                self._senders.remove(sender)
+            raise
 
     def fire(self) -> None:
-        event = self._event
-        if event._waiters:
-            self._event = Event(self._runtime)
-            event.set()
+        """Wake every waiting task, first come first woken."""
+        senders = self._senders
+        if senders:
+            self._senders = []
+            for sender in senders:
+                sender.send(None)
 
 
 class _Pipe:

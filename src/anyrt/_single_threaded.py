@@ -19,15 +19,18 @@ from contextvars import copy_context
 from functools import partial
 from threading import get_ident
 from types import CoroutineType
-from typing import Any, ClassVar, Final, ParamSpec, TypeVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, ParamSpec, Protocol, TypeVar, final
 
 from ._clock import Clock, MonotonicClock, VirtualClock
 from ._exceptions import Cancelled, Deadlock, ParkedTask
-from ._memnet import MemoryListener, MemoryNetwork, MemoryStream
+from ._memnet import MemoryNetwork
 from ._native import ErrorHandler, NativeRuntime, logger, sniffio_state, thread_state
-from ._protocols import FileDescriptorLike
+from ._protocols import ByteStream, FileDescriptorLike, Listener
 from ._task import DONE, PARKED, LocalTask, NativeTask, Worker
 from ._timers import TimerQueue
+
+if TYPE_CHECKING:
+    from ._sim import Simulation
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -35,6 +38,16 @@ P = ParamSpec("P")
 _SHUTDOWN_ROUNDS: Final = 3
 #: Steps run between two looks at the timers and the inbox.
 STEP_BUDGET: Final = 128
+
+
+class _Network(Protocol):
+    """The reactor of the runtime: the in-memory network, or a simulation's."""
+
+    async def connect_tcp(self, host: str, port: int) -> ByteStream: ...
+
+    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> Listener: ...
+
+    async def aclose(self) -> None: ...
 
 
 class _Loop:
@@ -122,11 +135,15 @@ class SingleThreaded(NativeRuntime):
             raise TypeError(f"seed must be an int or None, not {type(seed).__name__}")
         self._rng = random.Random(seed) if seed is not None else None
         self._loop = _Loop(self._clock.now)
-        self._network = MemoryNetwork(self, buffer_size=network_buffer)
+        self._network: _Network = MemoryNetwork(self, buffer_size=network_buffer)
         self._external = 0
         self._external_lock = threading.Lock()
         self._running = False
+        self._ran = False  # block_on (or close) has run at least once
         self._sniffio_saved: str | None = None
+
+    #: The simulation this runtime runs under, if any (see `_attach_simulation`).
+    _sim: Simulation | None = None
 
     @property
     def clock(self) -> Clock:
@@ -255,7 +272,7 @@ class SingleThreaded(NativeRuntime):
     def _enter(self) -> None:
         if self._running:
             raise RuntimeError("this single-threaded runtime is already running on another thread")
-        self._running = True
+        self._running = self._ran = True
         thread_state.runtime = self
         loop = self._loop
         loop.owner = get_ident()
@@ -278,6 +295,9 @@ class SingleThreaded(NativeRuntime):
         to `STEP_BUDGET` steps in FIFO order (tasks woken meanwhile queue behind the
         others) before looking at timers and the inbox again.
         """
+        if self._sim is not None:
+            self._run_simulated(main, self._sim)
+            return
         loop = self._loop
         ready = loop.ready
         popleft = ready.popleft
@@ -317,6 +337,56 @@ class SingleThreaded(NativeRuntime):
             loop.current = task
             if task.step(loop):
                 loop.ready.append(task)
+
+    def _run_simulated(self, main: NativeTask[Any] | None, sim: Simulation) -> None:
+        """The loop under a simulation: one step at a time, each one picked and recorded.
+
+        Every step fires the due timers, then runs a task chosen by the simulation's
+        generator among all the ready ones (a task woken by the previous step may go
+        first), and hands the step to the simulation's tracer.
+        """
+        loop = self._loop
+        ready = loop.ready
+        popleft = ready.popleft
+        timers = loop.timers
+        heap = timers._heap
+        now = self._now_fn
+        pick = sim._random.random
+        record = sim._tracer.record
+        tasks = self._tasks
+        try:
+            while (main._state != DONE) if main is not None else tasks:
+                if loop.inbox:
+                    loop.drain_inbox()
+                if heap and heap[0][0] <= now():
+                    timers.fire_due(now())
+                count = len(ready)
+                if not count:
+                    self._idle(main)
+                    continue
+                if count > 1:
+                    chosen = int(pick() * count)
+                    if chosen:
+                        ready.rotate(-chosen)
+                task = popleft()
+                loop.current = task
+                requeued = task.step(loop)
+                if requeued:
+                    ready.append(task)
+                record(task, requeued)
+        finally:
+            loop.current = None
+
+    def _attach_simulation(self, sim: Simulation, timers: TimerQueue, network: _Network) -> None:
+        """Run under ``sim`` from now on: its loop, its timer queue and its network."""
+        if self._ran or self._tasks or self._closed:
+            raise RuntimeError("a simulation takes a new runtime, before it runs anything")
+        if not self._virtual:
+            raise RuntimeError("a simulation needs a runtime on virtual time")
+        self._sim = sim
+        self._rng = sim._random
+        self._loop.timers = timers
+        self._network = network
 
     def _idle(self, main: NativeTask[Any] | None) -> None:
         """Nothing is ready and no timer is due: wait for the clock or another thread."""
@@ -365,12 +435,12 @@ class SingleThreaded(NativeRuntime):
             "for real sockets (see `anyrt backends`)."
         )
 
-    async def connect_tcp(self, host: str, port: int) -> MemoryStream:
+    async def connect_tcp(self, host: str, port: int) -> ByteStream:
         """Connect to a listener in the in-memory network."""
         self._check_open()
         return await self._network.connect_tcp(host, port)
 
-    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> MemoryListener:
+    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> Listener:
         """Listen on a virtual ``host:port`` of the in-memory network."""
         self._check_open()
         return await self._network.listen_tcp(host, port, reuse_port=reuse_port)

@@ -12,20 +12,28 @@
 * An ``async def`` test that takes ``runtime`` is run with ``runtime.block_on``.
 * ``@pytest.mark.anyrt_requires("threads", ...)`` skips the test on backends whose
   ``capabilities`` lack any of the named capabilities.
+* ``@pytest.mark.anyrt_simulate(seeds=200)`` runs an ``async def`` test once per seed
+  under `anyrt.testing.simulate` instead of once per backend: its ``runtime`` argument
+  is each run's simulated runtime and its ``simulation`` argument each run's
+  `anyrt.testing.Simulation`. ``ANYRT_SEED=N`` runs only seed N.
 """
 
 from __future__ import annotations
 
 import ast
 import inspect
+import shlex
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from .._protocols import Executor, Runtime
 from .._registry import backend_factory, backend_options, backends
 from .._registry import runtime as create_runtime
+from .._sim import Simulation, current_simulation
+from .._simnet import Link
+from .._simulate import SEED_VARIABLE, run_seeds, seeds_to_run
 
 __all__ = ["BackendConfig", "backend_id", "parse_backend_spec"]
 
@@ -33,6 +41,11 @@ BackendConfig = tuple[str, dict[str, Any]]
 
 _FIXTURE = "anyrt_backend"
 _CONFIGS = pytest.StashKey[list[BackendConfig]]()
+_SIMULATE = "anyrt_simulate"
+_SIMULATED_BACKEND: BackendConfig = ("single-threaded", {})
+_SIMULATE_OPTIONS = frozenset(
+    {"seeds", "seed", "link", "trace", "max_steps", "check_determinism", "fail_on_task_errors"}
+)
 
 
 def parse_backend_spec(spec: str) -> BackendConfig:
@@ -106,6 +119,13 @@ def pytest_configure(config: pytest.Config) -> None:
         "capabilities lack any of these (for example 'threads', 'os-reactor', "
         "'virtual-time')",
     )
+    config.addinivalue_line(
+        "markers",
+        f"{_SIMULATE}(seeds=100, *, seed=None, link=None, trace=32, max_steps=1000000, "
+        "check_determinism=True, fail_on_task_errors=True): run the async test once per "
+        "seed on a simulated world (see anyrt.testing.simulate); its runtime and "
+        f"simulation arguments are each run's; {SEED_VARIABLE}=N runs only seed N",
+    )
     specs: list[str] | None = config.getoption(_FIXTURE)
     if specs:
         config.stash[_CONFIGS] = [_checked_config(spec) for spec in specs]
@@ -155,6 +175,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if _FIXTURE not in metafunc.fixturenames:
         return
     definition = metafunc.definition
+    if definition.get_closest_marker(_SIMULATE) is not None:
+        return  # one item, running every seed on the simulated single-threaded runtime
     if any(_FIXTURE in _argnames(mark) for mark in definition.iter_markers("parametrize")):
         return  # the test chose its own backends
     required = _required(definition)
@@ -207,6 +229,8 @@ def _missing(name: str, capabilities: Sequence[str], required: list[str]) -> str
 def anyrt_backend(request: pytest.FixtureRequest) -> BackendConfig:
     """The ``(backend name, options)`` the test runs with; parametrised by the plugin."""
     param: BackendConfig | None = getattr(request, "param", None)
+    if param is None and request.node.get_closest_marker(_SIMULATE) is not None:
+        return _SIMULATED_BACKEND
     if param is None:
         raise pytest.UsageError(
             "anyrt_backend is parametrised when tests are collected: take it (or "
@@ -222,6 +246,9 @@ def runtime(anyrt_backend: BackendConfig, request: pytest.FixtureRequest) -> Ite
     The test is skipped if the runtime's own ``capabilities`` (which may depend on its
     options, unlike the class's) lack one that ``anyrt_requires`` names.
     """
+    if request.node.get_closest_marker(_SIMULATE) is not None:
+        yield _PerSeed("runtime")  # type: ignore[misc]  # replaced for each seed
+        return
     name, options = anyrt_backend
     with create_runtime(name, **options) as rt:
         capabilities = getattr(rt, "capabilities", ())
@@ -231,9 +258,92 @@ def runtime(anyrt_backend: BackendConfig, request: pytest.FixtureRequest) -> Ite
         yield rt
 
 
+@pytest.fixture
+def simulation(request: pytest.FixtureRequest) -> Simulation:
+    """The `anyrt.testing.Simulation` of each run of an ``anyrt_simulate`` test."""
+    if request.node.get_closest_marker(_SIMULATE) is None:
+        raise pytest.UsageError(
+            f"the simulation fixture belongs to simulated tests: mark {request.node.name} "
+            f"with @pytest.mark.{_SIMULATE}(seeds=...)"
+        )
+    return _PerSeed("simulation")  # type: ignore[return-value]  # replaced for each seed
+
+
+class _PerSeed:
+    """What a fixture of a simulated test is outside the test function: nothing yet."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __repr__(self) -> str:
+        return f"<the {self._what} of each seed of an {_SIMULATE} test>"
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise RuntimeError(
+            f"an @{_SIMULATE} test gets a new {self._what} for each seed, as the argument "
+            "of the test function only; a fixture cannot use it. Create what needs it "
+            "inside the test."
+        )
+
+
+def _run_simulated(item: pytest.Function) -> None:
+    """Run a test marked ``anyrt_simulate`` once per seed."""
+    mark = item.get_closest_marker(_SIMULATE)
+    assert mark is not None
+    if not inspect.iscoroutinefunction(item.obj):
+        raise TypeError(f"@{_SIMULATE} runs async tests: make {item.name} an async def")
+    options = dict(mark.kwargs)
+    if mark.args:
+        if len(mark.args) > 1 or "seeds" in options:
+            raise TypeError(f"@{_SIMULATE} takes the seeds as its one positional argument")
+        options["seeds"] = mark.args[0]
+    unknown = sorted(set(options) - _SIMULATE_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"@{_SIMULATE} has no option {', '.join(map(repr, unknown))}; its options are: "
+            f"{', '.join(sorted(_SIMULATE_OPTIONS))}"
+        )
+    link = options.get("link")
+    if link is not None and not isinstance(link, Link):
+        raise TypeError(f"@{_SIMULATE}(link=...) takes an anyrt.testing.Link")
+    funcargs = item.funcargs
+    testargs = {arg: funcargs[arg] for arg in item._fixtureinfo.argnames}
+
+    async def test_fn(rt: Runtime) -> None:
+        args = dict(testargs)
+        if "runtime" in args:
+            args["runtime"] = rt
+        if "simulation" in args:
+            args["simulation"] = current_simulation()
+        await item.obj(**args)
+
+    test_fn.__qualname__ = item.obj.__qualname__  # the name of the main task in traces
+
+    node = shlex.quote(item.nodeid)
+    run_seeds(
+        test_fn,
+        seeds_to_run(options.get("seeds", 100), options.get("seed")),
+        reproduce=lambda seed: (
+            f"{SEED_VARIABLE}={seed} pytest {node}\n"
+            f"(or pin it in the test: @pytest.mark.{_SIMULATE}(seed={seed}))"
+        ),
+        link=link,
+        trace=options.get("trace", 32),
+        max_steps=options.get("max_steps", 1_000_000),
+        check_determinism=options.get("check_determinism", True),
+        fail_on_task_errors=options.get("fail_on_task_errors", True),
+    )
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """Run an ``async def`` test that takes ``runtime`` on that runtime."""
+    """Run an ``async def`` test that takes ``runtime`` on that runtime.
+
+    A test marked ``anyrt_simulate`` runs once per seed on a simulated runtime.
+    """
+    if pyfuncitem.get_closest_marker(_SIMULATE) is not None:
+        _run_simulated(pyfuncitem)
+        return True
     if not inspect.iscoroutinefunction(pyfuncitem.obj):
         return None
     rt = pyfuncitem.funcargs.get("runtime")

@@ -1,1 +1,0 @@
-"""anyrt's benchmark workloads (`bench.workloads`) and their runner (`bench.run`)."""
