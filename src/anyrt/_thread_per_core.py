@@ -44,7 +44,7 @@ from ._protocols import ByteStream, FileDescriptorLike, Listener, Task
 from ._reactor import READ, WRITE, IOWait, OSReactor, fileno
 from ._sockets import SocketListener, SocketStream, bind_tcp, resolve_listen_address
 from ._task import LocalTask, NativeTask, Worker, check_coroutine
-from ._threaded import ThreadedRuntime
+from ._threaded import Inbox, ThreadedRuntime
 from ._timers import TimerQueue
 from ._tls import TLSListener
 from ._validate import check_positive_int
@@ -67,13 +67,11 @@ class _ThreadCore(threading.local):
 _this = _ThreadCore()
 
 
-class _Core:
+class _Core(Inbox):
     """One core: its thread, run queue, inbox, timers and reactor."""
 
     __slots__ = (
         "current",
-        "inbox",
-        "inbox_lock",
         "index",
         "load",
         "owner",
@@ -86,11 +84,10 @@ class _Core:
     )
 
     def __init__(self, runtime: ThreadPerCore, index: int) -> None:
+        super().__init__()
         self.runtime = runtime
         self.index = index
         self.ready: deque[NativeTask[Any]] = deque()
-        self.inbox: list[Callable[[], object]] = []
-        self.inbox_lock = threading.Lock()
         # True while the thread is (about to be) blocked in the reactor; guarded by
         # inbox_lock, so a post writes the wake-up fd exactly when it is needed.
         self.sleeping = False
@@ -127,13 +124,6 @@ class _Core:
             self.ready.append(task)
         else:
             self.post(partial(self.ready.append, task))
-
-    def _drain_inbox(self) -> None:
-        with self.inbox_lock:
-            inbox = self.inbox
-            self.inbox = []
-        for fn in inbox:
-            fn()
 
     # -- the loop -----------------------------------------------------------------------
 

@@ -49,6 +49,23 @@ _SHUTDOWN_ROUNDS: Final = 3
 _SHUTDOWN_ROUND_SECONDS: Final = 5.0
 
 
+class Inbox:
+    """What other threads post to a worker or core thread: callables, run there."""
+
+    __slots__ = ("inbox", "inbox_lock")
+
+    def __init__(self) -> None:
+        self.inbox: list[Callable[[], object]] = []
+        self.inbox_lock = threading.Lock()
+
+    def _drain_inbox(self) -> None:
+        with self.inbox_lock:
+            inbox = self.inbox
+            self.inbox = []
+        for fn in inbox:
+            fn()
+
+
 class BlockOnWaiter:
     """Stands in for a task in a waiter list: `block_on`'s thread waits on it.
 

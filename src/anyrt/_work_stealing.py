@@ -25,7 +25,6 @@ wake-up fd; the others sleep on their own `threading.Event`.
 from __future__ import annotations
 
 import contextvars
-import logging
 import math
 import os
 import random
@@ -42,14 +41,12 @@ from ._native import ErrorHandler, sniffio_state, thread_state
 from ._protocols import FileDescriptorLike
 from ._reactor import READ, WRITE, IOWait, OSReactor, fileno
 from ._task import NativeTask, SharedTask, Worker, check_coroutine
-from ._threaded import ThreadedRuntime
+from ._threaded import Inbox, ThreadedRuntime
 from ._timers import TimerQueue
 from ._validate import check_positive_int
 
 T = TypeVar("T")
 P = ParamSpec("P")
-
-logger = logging.getLogger("anyrt")
 
 #: Every this many ticks a busy worker polls the OS and the global queue first.
 GLOBAL_QUEUE_INTERVAL: Final = 61
@@ -59,8 +56,6 @@ LOCAL_QUEUE_CAPACITY: Final = 256
 LIFO_RUN_LIMIT: Final = 3
 #: How many tasks one batch from the global injector takes at most.
 GLOBAL_BATCH: Final = 32
-_SHUTDOWN_ROUNDS: Final = 3
-_SHUTDOWN_ROUND_SECONDS: Final = 5.0
 
 _SLEEPING: Final = 0
 _DRIVING: Final = 1
@@ -73,13 +68,11 @@ class _ThreadWorker(threading.local):
 _this = _ThreadWorker()
 
 
-class _Worker:
+class _Worker(Inbox):
     """One worker thread's queues, timers and parking state."""
 
     __slots__ = (
         "current",
-        "inbox",
-        "inbox_lock",
         "index",
         "lifo",
         "lifo_runs",
@@ -96,6 +89,7 @@ class _Worker:
     )
 
     def __init__(self, runtime: WorkStealing, index: int) -> None:
+        super().__init__()
         self.runtime = runtime
         self.index = index
         self.local: deque[NativeTask[Any]] = deque()
@@ -103,8 +97,6 @@ class _Worker:
         self.lifo_runs = 0
         # Tasks pinned by spawn_local (never stolen), and what other threads post to them.
         self.ready: deque[NativeTask[Any]] = deque()
-        self.inbox: list[Callable[[], object]] = []
-        self.inbox_lock = threading.Lock()
         self.timers = TimerQueue()
         self.current: NativeTask[Any] | None = None
         self.tick = 0
@@ -125,13 +117,6 @@ class _Worker:
         with self.inbox_lock:
             self.inbox.append(fn)
         self.runtime._unpark(self)
-
-    def _drain_inbox(self) -> None:
-        with self.inbox_lock:
-            inbox = self.inbox
-            self.inbox = []
-        for fn in inbox:
-            fn()
 
     # -- the loop ---------------------------------------------------------------------
 
