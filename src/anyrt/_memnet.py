@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, final
 
 from ._exceptions import ClosedResourceError
 from ._listener import AsyncResource, serve_listener
+from ._memudp import MemoryUDPSocket
 from ._protocols import ByteStream, Receiver, Sender
 from ._task import YIELD
 from ._validate import check_port, check_positive_int
@@ -247,6 +248,8 @@ class MemoryNetwork:
         self._ports = itertools.count(_FIRST_EPHEMERAL_PORT)
         self._round_robin = itertools.count()
         self._reuse_port: dict[tuple[str, int], bool] = {}
+        self._udp: dict[tuple[str, int], MemoryUDPSocket] = {}
+        self._udp_ports = itertools.count(_FIRST_EPHEMERAL_PORT)
 
     def _find(self, host: str, port: int) -> list[MemoryListener] | None:
         return self._listeners.get((host, port)) or next(
@@ -311,8 +314,60 @@ class MemoryNetwork:
         listener._enqueue(server)
         return client
 
+    async def open_udp(self, host: str, port: int) -> MemoryUDPSocket:
+        """Bind a UDP socket to ``host:port`` (port 0 picks a free port)."""
+        if not isinstance(host, str):
+            raise TypeError(f"local_host must be a str, not {type(host).__name__}")
+        host = _normalize(host)
+        port = check_port(port)
+        if port == 0:
+            port = self._free_udp_port(host)
+        elif self._udp_port_taken(host, port):
+            raise OSError(errno.EADDRINUSE, f"address already in use: UDP {host}:{port}")
+        sock = MemoryUDPSocket(self, (host, port), _Signal(self.runtime))
+        self._udp[host, port] = sock
+        await YIELD
+        return sock
+
+    def _free_udp_port(self, host: str) -> int:
+        for port in self._udp_ports:
+            if port > 65535:
+                break
+            if not self._udp_port_taken(host, port):
+                return port
+        raise OSError(errno.EADDRNOTAVAIL, "no free UDP port left in the in-memory network")
+
+    def _udp_port_taken(self, host: str, port: int) -> bool:
+        wildcard = host in _WILDCARDS
+        return any(p == port and (wildcard or h in (host, *_WILDCARDS)) for h, p in self._udp)
+
+    def _find_udp(self, address: tuple[str, int]) -> MemoryUDPSocket | None:
+        host, port = _normalize(address[0]), address[1]
+        found = self._udp.get((host, port))
+        if found is None:
+            found = next((self._udp[(w, port)] for w in _WILDCARDS if (w, port) in self._udp), None)
+        return found
+
+    def route_datagram(
+        self, sock: MemoryUDPSocket, payload: bytes, address: tuple[str, int]
+    ) -> None:
+        """Deliver a datagram at once, or drop it if nobody has bound ``address``."""
+        receiver = self._find_udp(address)
+        if receiver is not None:
+            host, port = sock.address
+            # A socket bound to a wildcard sends from the address it sends to, as
+            # loopback traffic does.
+            receiver.deliver(payload, (address[0] if host in _WILDCARDS else host, port))
+
+    def unbind_udp(self, sock: MemoryUDPSocket) -> None:
+        """Forget a closed UDP socket."""
+        if self._udp.get(sock.address) is sock:
+            del self._udp[sock.address]
+
     async def aclose(self) -> None:
-        """Close every listener."""
+        """Close every listener and UDP socket."""
         for group in list(self._listeners.values()):
             for listener in list(group):
                 await listener.aclose()
+        for sock in list(self._udp.values()):
+            await sock.aclose()

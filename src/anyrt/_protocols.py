@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, ParamSpec, Protocol, Self, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, Self, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
 
 __all__ = [
     "BlockingExecutor",
@@ -337,17 +340,37 @@ class Reactor(Protocol):
         """Suspend until ``sock`` is writable; raises as `wait_readable`."""
         ...
 
-    async def connect_tcp(self, host: str, port: int) -> ByteStream:
-        """Open a TCP connection.
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> ByteStream:
+        """Open a TCP connection; with ``ssl``, a TLS one (see `anyrt.TLSStream`).
+
+        ``server_hostname`` is the name the certificate is checked against; it
+        defaults to ``host``.
 
         Raises:
             ConnectionRefusedError: nothing listens there.
             OSError: any other failure, as the OS reports it.
+            ssl.SSLError: the TLS handshake failed.
         """
         ...
 
-    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> Listener:
-        """Listen for TCP connections; port 0 picks a free port (see `Listener.address`)."""
+    async def listen_tcp(
+        self, host: str, port: int, *, reuse_port: bool = False, ssl: SSLContext | None = None
+    ) -> Listener:
+        """Listen for TCP connections; port 0 picks a free port (see `Listener.address`).
+
+        With ``ssl``, every accepted connection completes a TLS handshake first.
+        """
+        ...
+
+    async def open_udp(self, local_host: str, local_port: int) -> DatagramSocket:
+        """Bind a UDP socket to ``local_host:local_port`` (port 0 picks a free one)."""
         ...
 
 
@@ -358,8 +381,17 @@ class Runtime(FullExecutor, LocalExecutor, Timer, Reactor, Protocol):
     A runtime is also a (synchronous) context manager that calls `close` on exit.
     """
 
-    name: str
-    cancelled_exc: type[BaseException]
+    # Read-only properties, so that a class attribute (``name: ClassVar[str]``) and an
+    # instance attribute both satisfy them.
+    @property
+    def name(self) -> str:
+        """The backend's registered name, e.g. ``"work-stealing"``."""
+        ...
+
+    @property
+    def cancelled_exc(self) -> type[BaseException]:
+        """What a cancelled coroutine sees thrown in (`anyrt.Cancelled` on native backends)."""
+        ...
 
     def close(self) -> None:
         """Cancel every task, let their ``finally`` blocks run, release every resource.

@@ -28,13 +28,25 @@ from dataclasses import dataclass
 from types import CodeType, CoroutineType, GeneratorType, TracebackType
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, Self, TypeVar, cast, final
 
+if TYPE_CHECKING:
+    from ssl import SSLContext
+
 from ._exceptions import Cancelled, TaskError
 from ._native import log_task_error, thread_state
-from ._protocols import FileDescriptorLike, Listener, Receiver, Runtime, Sender
-from ._simnet import DEFAULT_HOST, Link, SimListener, SimNetwork, SimStream, changed_link
+from ._protocols import (
+    ByteStream,
+    DatagramSocket,
+    FileDescriptorLike,
+    Listener,
+    Receiver,
+    Runtime,
+    Sender,
+)
+from ._simnet import DEFAULT_HOST, Link, SimListener, SimNetwork, changed_link
 from ._single_threaded import SingleThreaded
 from ._task import DONE, NativeTask
 from ._timers import TimerEntry, TimerQueue
+from ._tls import secure_client, secure_listener
 from ._validate import check_positive_int
 
 __all__ = [
@@ -656,15 +668,36 @@ class SimHost:
 
     # -- the network, from this host -------------------------------------------------------
 
-    async def connect_tcp(self, host: str, port: int) -> SimStream:
-        """Connect from this host to ``host:port`` (a host name, or 127.0.0.1 for itself)."""
-        self._runtime._check_open()
-        return await self._network.connect_from(self._host, host, port)
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> ByteStream:
+        """Connect from this host to ``host:port`` (a host name, or 127.0.0.1 for itself).
 
-    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> SimListener:
-        """Listen on ``host:port`` of this host (port 0 picks a free one)."""
+        With ``ssl``, complete a TLS handshake over the simulated connection.
+        """
         self._runtime._check_open()
-        return await self._network.listen_on(self._host, host, port, reuse_port=reuse_port)
+        stream = await self._network.connect_from(self._host, host, port)
+        if ssl is None:
+            return stream
+        return await secure_client(self._runtime, stream, ssl, server_hostname or host)
+
+    async def listen_tcp(
+        self, host: str, port: int, *, reuse_port: bool = False, ssl: SSLContext | None = None
+    ) -> Listener:
+        """Listen on ``host:port`` of this host (port 0 picks a free one; ``ssl``: TLS)."""
+        self._runtime._check_open()
+        listener = await self._network.listen_on(self._host, host, port, reuse_port=reuse_port)
+        return listener if ssl is None else secure_listener(self._runtime, listener, ssl)
+
+    async def open_udp(self, local_host: str, local_port: int) -> DatagramSocket:
+        """Bind a UDP socket on this host; datagrams cross the simulated links."""
+        self._runtime._check_open()
+        return await self._network.open_udp_on(self._host, local_host, local_port)
 
     async def wait_readable(self, sock: FileDescriptorLike) -> None:
         """Not available: the simulated runtime has no OS reactor."""

@@ -37,11 +37,14 @@ from collections import deque
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Final
 
+from ._memnet import _Signal
+from ._memudp import MemoryUDPSocket
 from ._simstream import (
     ANY,
     FIN,
     RST,
     Accept,
+    DatagramArrival,
     Delivery,
     Flow,
     Host,
@@ -87,6 +90,8 @@ class Link:
             there.
         split_rate: probability that a segment is split in two parts that arrive
             separately, so that a ``receive`` may return part of one ``send``.
+        drop_rate: probability that a UDP datagram is lost (datagrams are also lost
+            across a partition or a hold, and may arrive out of order with jitter).
     """
 
     latency: float = 0.001
@@ -95,6 +100,7 @@ class Link:
     reset_rate: float = 0.0
     refuse_rate: float = 0.0
     split_rate: float = 0.0
+    drop_rate: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("latency", "jitter"):
@@ -113,7 +119,7 @@ class Link:
                 f"Link(bandwidth=...) takes bytes per second > 0, or None for unlimited; "
                 f"got {bandwidth!r}"
             )
-        for name in ("reset_rate", "refuse_rate", "split_rate"):
+        for name in ("reset_rate", "refuse_rate", "split_rate", "drop_rate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"Link({name}=...) takes a probability, not {type(value).__name__}")
@@ -419,6 +425,68 @@ class SimNetwork:
         await YIELD
         return listener
 
+    # -- UDP ---------------------------------------------------------------------------------
+
+    async def open_udp(self, host: str, port: int) -> MemoryUDPSocket:
+        """Bind a UDP socket on the default host."""
+        return await self.open_udp_on(DEFAULT_HOST, host, port)
+
+    async def open_udp_on(self, source: str, host: str, port: int) -> MemoryUDPSocket:
+        """Bind a UDP socket to ``host:port`` on host ``source`` (port 0: a free port)."""
+        if not isinstance(host, str):
+            raise TypeError(f"local_host must be a str, not {type(host).__name__}")
+        address = _normalize(host)
+        port = check_port(port)
+        machine = self._hosts[source]
+        if address not in _LOOPBACK and address not in _WILDCARDS and address != source:
+            raise OSError(
+                errno.EADDRNOTAVAIL,
+                f"cannot bind UDP {address!r} on host {source!r}: bind to the host's own "
+                "name, 127.0.0.1 or 0.0.0.0",
+            )
+        if port == 0:
+            port = machine.free_port()
+        elif port in machine.udp:
+            raise OSError(errno.EADDRINUSE, f"address already in use: UDP {address}:{port}")
+        sock = MemoryUDPSocket(self, (address, port), _Signal(self.runtime), host=source)
+        machine.udp[port] = sock
+        await YIELD
+        return sock
+
+    def route_datagram(
+        self, sock: MemoryUDPSocket, payload: bytes, address: tuple[str, int]
+    ) -> None:
+        """Send a datagram over the link: it arrives after the link's delay, or is lost."""
+        source = sock.host
+        target, kind = self._resolve(source, _normalize(address[0]))
+        port = address[1]
+        sender = ("127.0.0.1" if kind == _LO else source, sock.address[1])
+        delay = 0.0
+        if target.name != source:
+            link = self.link(source, target.name)
+            if link.drop_rate and self._random() < link.drop_rate:
+                self.simulation._note(f"fault: drop a datagram {source} -> {target.name}:{port}")
+                return
+            delay = self._delay(link)
+
+        def arrive() -> None:
+            if target.name != source and self.blocked(source, target.name):
+                self.simulation._note(
+                    f"lost across a partition: a datagram {source} -> {target.name}:{port}"
+                )
+                return
+            receiver = target.udp.get(port)
+            if receiver is not None:
+                receiver.deliver(payload, sender)
+
+        self.runtime._loop.timers.push(DatagramArrival(self.runtime._now_fn() + delay, arrive))
+
+    def unbind_udp(self, sock: MemoryUDPSocket) -> None:
+        """Forget a closed UDP socket."""
+        machine = self._hosts[sock.host]
+        if machine.udp.get(sock.address[1]) is sock:
+            del machine.udp[sock.address[1]]
+
     def _resolve(self, source: str, address: str) -> tuple[Host, int]:
         if address in _LOOPBACK or address in _WILDCARDS:
             return self._hosts[source], _LO
@@ -503,11 +571,13 @@ class SimNetwork:
             await runtime.sleep(self._delay(self.link(src, dst)))
 
     async def aclose(self) -> None:
-        """Close every listener of every host."""
+        """Close every listener and UDP socket of every host."""
         for host in list(self._hosts.values()):
             for group in list(host.listeners.values()):
                 for listener in list(group):
                     await listener.aclose()
+            for sock in list(host.udp.values()):
+                await sock.aclose()
 
 
 def _normalize(host: str) -> str:

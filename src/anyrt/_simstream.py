@@ -20,6 +20,7 @@ from ._listener import AsyncResource
 from ._listener import _handle as handle_stream
 from ._listener import _handler_name as handler_name
 from ._memnet import _Signal
+from ._memudp import MemoryUDPSocket
 from ._protocols import ByteStream
 from ._task import YIELD
 from ._timers import TimerEntry
@@ -322,13 +323,14 @@ class SimListener(AsyncResource):
 
 
 class Host:
-    """One simulated machine: its listeners and its ephemeral ports."""
+    """One simulated machine: its listeners, UDP sockets and ephemeral ports."""
 
-    __slots__ = ("listeners", "name", "ports", "reuse")
+    __slots__ = ("listeners", "name", "ports", "reuse", "udp")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.listeners: dict[tuple[int, int], list[SimListener]] = {}
+        self.udp: dict[int, MemoryUDPSocket] = {}
         self.reuse: dict[tuple[int, int], bool] = {}
         self.ports = itertools.count(FIRST_EPHEMERAL_PORT)
 
@@ -343,7 +345,7 @@ class Host:
         for port in self.ports:
             if port > 65535:
                 break
-            if not self.port_used(port):
+            if not self.port_used(port) and port not in self.udp:
                 return port
         raise OSError(errno.EADDRNOTAVAIL, f"no free port left on host {self.name!r}")
 
@@ -355,3 +357,16 @@ class Host:
         if not group:
             self.listeners.pop(key, None)
             self.reuse.pop(key, None)
+
+
+class DatagramArrival(TimerEntry):
+    """The timer at which a datagram reaches its destination host."""
+
+    __slots__ = ("deliver",)
+
+    def __init__(self, deadline: float, deliver: Callable[[], None]) -> None:
+        super().__init__(deadline)
+        self.deliver = deliver
+
+    def fire(self) -> None:
+        self.deliver()

@@ -25,11 +25,14 @@ from ._clock import Clock, MonotonicClock, VirtualClock
 from ._exceptions import Cancelled, Deadlock, ParkedTask
 from ._memnet import MemoryNetwork
 from ._native import ErrorHandler, NativeRuntime, logger, sniffio_state, thread_state
-from ._protocols import ByteStream, FileDescriptorLike, Listener
+from ._protocols import ByteStream, DatagramSocket, FileDescriptorLike, Listener
 from ._task import DONE, PARKED, LocalTask, NativeTask, Worker
 from ._timers import TimerQueue
+from ._tls import secure_client, secure_listener
 
 if TYPE_CHECKING:
+    from ssl import SSLContext
+
     from ._sim import Simulation
 
 T = TypeVar("T")
@@ -46,6 +49,8 @@ class _Network(Protocol):
     async def connect_tcp(self, host: str, port: int) -> ByteStream: ...
 
     async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> Listener: ...
+
+    async def open_udp(self, host: str, port: int) -> DatagramSocket: ...
 
     async def aclose(self) -> None: ...
 
@@ -435,15 +440,35 @@ class SingleThreaded(NativeRuntime):
             "for real sockets (see `anyrt backends`)."
         )
 
-    async def connect_tcp(self, host: str, port: int) -> ByteStream:
-        """Connect to a listener in the in-memory network."""
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> ByteStream:
+        """Connect to a listener in the in-memory network (with ``ssl``: over TLS)."""
         self._check_open()
-        return await self._network.connect_tcp(host, port)
+        stream = await self._network.connect_tcp(host, port)
+        return (
+            stream
+            if ssl is None
+            else await secure_client(self, stream, ssl, server_hostname or host)
+        )
 
-    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> Listener:
-        """Listen on a virtual ``host:port`` of the in-memory network."""
+    async def listen_tcp(
+        self, host: str, port: int, *, reuse_port: bool = False, ssl: SSLContext | None = None
+    ) -> Listener:
+        """Listen on a virtual ``host:port`` of the in-memory network (with ``ssl``: TLS)."""
         self._check_open()
-        return await self._network.listen_tcp(host, port, reuse_port=reuse_port)
+        listener = await self._network.listen_tcp(host, port, reuse_port=reuse_port)
+        return listener if ssl is None else secure_listener(self, listener, ssl)
+
+    async def open_udp(self, local_host: str, local_port: int) -> DatagramSocket:
+        """Bind a UDP socket (`anyrt.DatagramSocket`) in the in-memory network."""
+        self._check_open()
+        return await self._network.open_udp(local_host, local_port)
 
     # -- shutdown ---------------------------------------------------------------------
 

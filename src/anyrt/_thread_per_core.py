@@ -46,7 +46,7 @@ from ._sockets import SocketListener, SocketStream, bind_tcp, resolve_listen_add
 from ._task import LocalTask, NativeTask, Worker, check_coroutine
 from ._threaded import Inbox, ThreadedRuntime
 from ._timers import TimerQueue
-from ._tls import TLSListener
+from ._tls import secure_listener
 from ._validate import check_positive_int
 
 if TYPE_CHECKING:
@@ -444,7 +444,7 @@ class ThreadPerCore(ThreadedRuntime):
         """
         self._check_open()
         listener = await self._listen_tcp(host, port, reuse_port)
-        return listener if ssl is None else TLSListener(self, listener, ssl)
+        return listener if ssl is None else secure_listener(self, listener, ssl)
 
     async def _listen_tcp(self, host: str, port: int, reuse_port: bool) -> Listener:
         address = await resolve_listen_address(self, host, port)

@@ -33,7 +33,7 @@ from ._sockets import (
     listen_unix,
 )
 from ._task import NativeTask
-from ._tls import TLSListener, secure_client
+from ._tls import secure_client, secure_listener
 from ._udp import UDPSocket, open_udp
 from ._validate import check_positive_int
 
@@ -284,7 +284,7 @@ class ThreadedRuntime(NativeRuntime):
         listener = await listen_tcp(
             self, host, port, reuse_port=reuse_port, spawn=self._spawn_connection
         )
-        return listener if ssl is None else TLSListener(self, listener, ssl)
+        return listener if ssl is None else secure_listener(self, listener, ssl)
 
     async def open_udp(self, local_host: str, local_port: int) -> UDPSocket:
         """Bind a UDP socket (`anyrt.DatagramSocket`) to ``local_host:local_port``."""

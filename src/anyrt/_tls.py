@@ -137,6 +137,13 @@ class TLSStream(AsyncResource):
 
     async def _flush(self) -> None:
         """Send what the `SSLObject` has written, in order."""
+        with self._object_lock:
+            pending = self._outgoing.pending
+        if not pending:
+            # Nothing to send: do not queue behind a task whose send is blocked on a
+            # full transport, or a receive would wait for a send that waits for the
+            # peer, which waits for us to read.
+            return
         async with self._send_lock:
             with self._object_lock:
                 data = self._outgoing.read()
@@ -311,3 +318,8 @@ async def secure_client(
 ) -> TLSStream:
     """The client side of ``connect_tcp(..., ssl=context)``: wrap and handshake."""
     return await TLSStream.wrap(executor, stream, context, server_hostname=server_hostname)
+
+
+def secure_listener(executor: Executor, listener: Listener, context: ssl.SSLContext) -> TLSListener:
+    """The server side of ``listen_tcp(..., ssl=context)``: every accepted stream in TLS."""
+    return TLSListener(executor, listener, context)

@@ -10,7 +10,7 @@ from ._exceptions import ClosedResourceError
 from ._listener import AsyncResource
 from ._reactor import READ, WRITE
 from ._sockets import SocketRuntime, _next_token
-from ._validate import check_port, check_positive_int
+from ._validate import check_address, check_port, check_positive_int
 
 
 @final
@@ -49,7 +49,7 @@ class UDPSocket(AsyncResource):
         """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"send_to() takes bytes, not {type(data).__name__}")
-        host, port = _check_address(address)
+        host, port = check_address(address)
         self._check_open("send_to")
         while True:
             try:
@@ -94,17 +94,6 @@ class UDPSocket(AsyncResource):
     def _raise_if_closed(self, exc: OSError) -> None:
         if self._closed or exc.errno == errno.EBADF:
             raise ClosedResourceError("the UDP socket was closed") from exc
-
-
-def _check_address(address: Any) -> tuple[str, int]:
-    if (
-        not isinstance(address, tuple)
-        or len(address) != 2
-        or not isinstance(address[0], str)
-        or type(address[1]) is not int
-    ):
-        raise TypeError(f"address must be a (host, port) tuple of str and int, not {address!r}")
-    return address[0], check_port(address[1])
 
 
 async def open_udp(runtime: SocketRuntime, local_host: str, local_port: int) -> UDPSocket:

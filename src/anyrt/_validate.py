@@ -46,3 +46,16 @@ def check_port(port: object) -> int:
     if not 0 <= port <= 65535:
         raise OverflowError(f"port must be 0-65535, got {port}")
     return port
+
+
+def check_address(address: object) -> tuple[str, int]:
+    """Return ``address`` if it is a ``(host, port)`` tuple of str and int, else raise."""
+    if (
+        not isinstance(address, tuple)
+        or len(address) != 2
+        or not isinstance(address[0], str)
+        or isinstance(address[1], bool)
+        or not isinstance(address[1], int)
+    ):
+        raise TypeError(f"address must be a (host, port) tuple of str and int, not {address!r}")
+    return address[0], check_port(address[1])
