@@ -323,6 +323,19 @@ class DatagramSocket(Protocol):
         """Close the socket; idempotent."""
         ...
 
+    async def __aenter__(self) -> Self:
+        """Return the socket itself."""
+        ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the socket."""
+        ...
+
 
 @runtime_checkable
 class Reactor(Protocol):

@@ -144,7 +144,11 @@ class _Core(Inbox):
                     self._drain_inbox()
                 heap = timers._heap
                 if heap and heap[0][0] <= monotonic():
+                    queued = len(ready)
                     timers.fire_due(monotonic())
+                    if queued:
+                        # Timer wake-ups run first: lateness bounded by one batch.
+                        ready.rotate(len(ready) - queued)
                 if not ready:
                     self.park()
                     continue

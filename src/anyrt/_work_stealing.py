@@ -84,6 +84,7 @@ class _Worker(Inbox):
         "runtime",
         "thread",
         "tick",
+        "timer_woken",
         "timers",
         "unpark",
     )
@@ -100,6 +101,8 @@ class _Worker(Inbox):
         self.timers = TimerQueue()
         self.current: NativeTask[Any] | None = None
         self.tick = 0
+        # While the timers fire: the tasks they wake, to queue at the front (`fire_due`).
+        self.timer_woken: list[NativeTask[Any]] | None = None
         self.rng = random.Random(index)
         self.unpark = threading.Event()
         self.mode = _SLEEPING
@@ -152,7 +155,7 @@ class _Worker(Inbox):
         self.tick += 1
         heap = self.timers._heap
         if heap and heap[0][0] <= time.monotonic():
-            self.timers.fire_due(time.monotonic())
+            self.fire_due()
         if self.tick % GLOBAL_QUEUE_INTERVAL == 0:
             # Fairness: even a busy worker looks at the OS and the global queue.
             self.poll_os()
@@ -180,8 +183,26 @@ class _Worker(Inbox):
     def fire_timers(self) -> bool:
         heap = self.timers._heap
         if heap and heap[0][0] <= time.monotonic():
-            return self.timers.fire_due(time.monotonic()) > 0
+            return self.fire_due() > 0
         return False
+
+    def fire_due(self) -> int:
+        """Fire the due timers; the tasks they wake go to the front of the local queue.
+
+        So a timer's lateness is bounded by the steps before the next timer check, not
+        by the length of the queue. (Thieves take from the front too: a woken task
+        they take runs even sooner.)
+        """
+        woken: list[NativeTask[Any]] = []
+        self.timer_woken = woken
+        try:
+            fired = self.timers.fire_due(time.monotonic())
+        finally:
+            self.timer_woken = None
+        if woken:
+            self.local.extendleft(reversed(woken))
+            self.runtime._notify_one()
+        return fired
 
     def poll_os(self) -> None:
         driver = self.runtime._driver
@@ -288,6 +309,9 @@ class _Worker(Inbox):
     # -- scheduling from this worker ------------------------------------------------------
 
     def push(self, task: NativeTask[Any]) -> None:
+        if self.timer_woken is not None:
+            self.timer_woken.append(task)
+            return
         if self.current is not None:
             # Woken by the task running here: run it next, on this thread.
             previous = self.lifo

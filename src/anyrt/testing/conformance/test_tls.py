@@ -7,13 +7,17 @@ are ``127.0.0.1`` with port 0, so the same code runs on the in-memory network.
 from __future__ import annotations
 
 import ssl
+from typing import TYPE_CHECKING
 
 import pytest
 
 import anyrt
 from anyrt.testing.conformance import receive_all, receive_exactly
 
-trustme = pytest.importorskip("trustme")
+if TYPE_CHECKING:
+    import trustme
+else:
+    trustme = pytest.importorskip("trustme")
 
 
 @pytest.fixture(scope="module")
