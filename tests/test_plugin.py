@@ -257,3 +257,109 @@ def test_the_conformance_suite_runs_by_module_name(pytester: pytest.Pytester) ->
     outcomes = result.parseoutcomes()
     assert outcomes["passed"] >= 10
     assert set(outcomes) == {"passed"}
+
+
+# -- virtual_runtime -----------------------------------------------------------------------
+
+
+def _virtual_ids() -> list[str]:
+    """The ids virtual_runtime gets by default: each installed backend with virtual time.
+
+    Every conformance variant that does not ask for real time, with ``clock="virtual"``.
+    """
+    ids = ["single-threaded[clock=virtual]", "single-threaded[seed=1,clock=virtual]"]
+    ids += [f"{name}[clock=virtual]" for name in ("asyncio", "trio") if name in anyrt.backends()]
+    return sorted(ids)
+
+
+VIRTUAL_HOUR = """
+import time
+
+import anyrt
+
+
+async def test_an_hour_passes_at_once(virtual_runtime):
+    assert "virtual-time" in virtual_runtime.capabilities
+    started = time.monotonic()
+    start = virtual_runtime.now()
+    async with anyrt.TaskGroup(virtual_runtime) as tg:
+        tg.spawn(virtual_runtime.sleep(3600))
+        tg.spawn(virtual_runtime.sleep(60))
+    assert virtual_runtime.now() - start >= 3600
+    assert time.monotonic() - started < 30
+"""
+
+
+def test_virtual_runtime_runs_on_every_backend_with_virtual_time(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(VIRTUAL_HOUR)
+    result = _run(pytester, "-v")
+    ids = _virtual_ids()
+    result.assert_outcomes(passed=len(ids))  # not work-stealing, thread-per-core, uvloop
+    result.stdout.fnmatch_lines(
+        [_passed("test_an_hour_passes_at_once", test_id) for test_id in ids]
+    )
+
+
+def test_virtual_runtime_follows_the_chosen_backends(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(VIRTUAL_HOUR)
+    result = _run(
+        pytester,
+        "-v",
+        "--anyrt-backend",
+        "single-threaded:seed=4",
+        "--anyrt-backend",
+        "work-stealing",
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [_passed("test_an_hour_passes_at_once", "single-threaded[seed=4,clock=virtual]")]
+    )
+
+
+@pytest.mark.parametrize(
+    "spec", ["work-stealing", "uvloop", "single-threaded:clock=real", "asyncio:clock=real"]
+)
+def test_virtual_runtime_skips_when_no_chosen_backend_has_virtual_time(
+    pytester: pytest.Pytester, spec: str
+) -> None:
+    pytester.makepyfile(VIRTUAL_HOUR)
+    result = _run(pytester, "-rs", "--anyrt-backend", spec)
+    result.assert_outcomes(skipped=1)
+    shown = glob.escape(backend_id(parse_backend_spec(spec)))
+    result.stdout.fnmatch_lines([f"*none of the chosen anyrt backends ({shown}) runs on virtual*"])
+
+
+def test_virtual_runtime_skips_a_runtime_without_virtual_time(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        import anyrt
+
+
+        @pytest.mark.parametrize(
+            "anyrt_virtual_backend", [("single-threaded", {"clock": anyrt.MonotonicClock()})]
+        )
+        def test_real(virtual_runtime):
+            raise AssertionError("must not run")
+        """
+    )
+    result = _run(pytester, "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*lacks the capability 'virtual-time'*"])
+
+
+def test_virtual_runtime_and_runtime_together_is_a_usage_error(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        def test_both(runtime, virtual_runtime):
+            pass
+        """
+    )
+    result = _run(pytester, "--anyrt-backend", "single-threaded")
+    assert result.ret != pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*takes both runtime (or anyrt_backend) and virtual_runtime*"])

@@ -8,9 +8,10 @@
 * `buggify` is a fault point for production code: random under simulation, False
   everywhere else.
 * The plugin (registered as the ``pytest11`` entry point ``anyrt``) provides a
-  ``runtime`` fixture parametrised over every installed backend, runs ``async def``
-  tests that take it on that runtime, adds ``--anyrt-backend NAME[:k=v,...]``, and
-  runs tests marked ``@pytest.mark.anyrt_simulate(seeds=N)`` once per seed.
+  ``runtime`` fixture parametrised over every installed backend (and a
+  ``virtual_runtime`` fixture, over those with virtual time), runs ``async def`` tests
+  that take one on that runtime, adds ``--anyrt-backend NAME[:k=v,...]``, and runs tests
+  marked ``@pytest.mark.anyrt_simulate(seeds=N)`` once per seed.
 * ``pytest --pyargs anyrt.testing.conformance --anyrt-backend NAME`` checks that a
   backend keeps the contract.
 """

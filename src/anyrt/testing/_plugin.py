@@ -9,7 +9,13 @@
   uses it, directly or through ``runtime``, is parametrised over the chosen backends,
   with ids such as ``single-threaded`` or ``single-threaded[seed=1]``.
 * ``runtime`` is a new runtime of that backend, closed after the test.
-* An ``async def`` test that takes ``runtime`` is run with ``runtime.block_on``.
+* ``virtual_runtime`` is the same on virtual time: a test that takes it runs once per
+  chosen backend whose class declares the ``virtual-time`` capability, with
+  ``clock="virtual"`` added where the backend has a ``clock`` option and the spec names
+  none (ids such as ``asyncio[clock=virtual]``). Its ``(name, options)`` pair is
+  ``anyrt_virtual_backend``.
+* An ``async def`` test that takes ``runtime`` (or ``virtual_runtime``) is run with
+  ``block_on`` on it.
 * ``@pytest.mark.anyrt_requires("threads", ...)`` skips the test on backends whose
   ``capabilities`` lack any of the named capabilities.
 * ``@pytest.mark.anyrt_simulate(seeds=200)`` runs an ``async def`` test once per seed
@@ -40,6 +46,8 @@ __all__ = ["BackendConfig", "backend_id", "parse_backend_spec"]
 BackendConfig = tuple[str, dict[str, Any]]
 
 _FIXTURE = "anyrt_backend"
+_VIRTUAL_FIXTURE = "anyrt_virtual_backend"
+_VIRTUAL_TIME = "virtual-time"
 _CONFIGS = pytest.StashKey[list[BackendConfig]]()
 _SIMULATE = "anyrt_simulate"
 _SIMULATED_BACKEND: BackendConfig = ("single-threaded", {})
@@ -160,6 +168,28 @@ def _configs(config: pytest.Config) -> list[BackendConfig]:
     return configs
 
 
+def _virtual_configs(config: pytest.Config) -> list[BackendConfig]:
+    """Return the virtual-time variant of every chosen backend that has virtual time.
+
+    A backend qualifies when its class declares the ``virtual-time`` capability; a
+    ``clock="virtual"`` option is added when the backend takes a ``clock`` and the
+    config names none. A config that names a clock by another name (``clock="real"``)
+    asks for real time and is left out. Configs that end up the same are kept once.
+    """
+    chosen: dict[str, BackendConfig] = {}
+    for name, given in _configs(config):
+        if _VIRTUAL_TIME not in getattr(backend_factory(name), "capabilities", ()):
+            continue
+        clock = given.get("clock")
+        if isinstance(clock, str) and clock != "virtual":
+            continue
+        options = dict(given)
+        if "clock" not in options and "clock" in backend_options(name):
+            options["clock"] = "virtual"
+        chosen.setdefault(backend_id((name, options)), (name, options))
+    return list(chosen.values())
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     """Say which anyrt backends the tests run on."""
     specs: list[str] | None = config.getoption(_FIXTURE)
@@ -171,7 +201,10 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrise ``anyrt_backend`` over the chosen backends."""
+    """Parametrise ``anyrt_backend`` (and ``anyrt_virtual_backend``) over the backends."""
+    if _VIRTUAL_FIXTURE in metafunc.fixturenames:
+        _parametrize_virtual(metafunc)
+        return
     if _FIXTURE not in metafunc.fixturenames:
         return
     definition = metafunc.definition
@@ -185,6 +218,43 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         for config in _configs(metafunc.config)
     ]
     metafunc.parametrize(_FIXTURE, params)
+
+
+def _parametrize_virtual(metafunc: pytest.Metafunc) -> None:
+    """Parametrise ``anyrt_virtual_backend`` over the chosen backends with virtual time."""
+    definition = metafunc.definition
+    if _FIXTURE in metafunc.fixturenames:
+        raise pytest.UsageError(
+            f"{definition.nodeid} takes both runtime (or anyrt_backend) and "
+            "virtual_runtime: take one of them (virtual_runtime is the runtime fixture "
+            "narrowed to virtual-time backends)"
+        )
+    if definition.get_closest_marker(_SIMULATE) is not None:
+        raise pytest.UsageError(
+            f"{definition.nodeid} is an @{_SIMULATE} test, whose runtime already runs on "
+            "virtual time: take runtime instead of virtual_runtime"
+        )
+    if any(_VIRTUAL_FIXTURE in _argnames(mark) for mark in definition.iter_markers("parametrize")):
+        return  # the test chose its own backends
+    required = _required(definition)
+    configs = _virtual_configs(metafunc.config)
+    if not configs:
+        chosen = ", ".join(backend_id(config) for config in _configs(metafunc.config))
+        reason = (
+            f"none of the chosen anyrt backends ({chosen or 'none'}) runs on virtual "
+            "time; choose one with --anyrt-backend, such as single-threaded, "
+            "asyncio:clock=virtual or trio:clock=virtual"
+        )
+        metafunc.parametrize(
+            _VIRTUAL_FIXTURE,
+            [pytest.param(None, id="no-virtual-time", marks=pytest.mark.skip(reason=reason))],
+        )
+        return
+    params = [
+        pytest.param(config, id=backend_id(config), marks=_skips(config[0], required))
+        for config in configs
+    ]
+    metafunc.parametrize(_VIRTUAL_FIXTURE, params)
 
 
 def _required(node: pytest.Item) -> list[str]:
@@ -247,12 +317,46 @@ def runtime(anyrt_backend: BackendConfig, request: pytest.FixtureRequest) -> Ite
     options, unlike the class's) lack one that ``anyrt_requires`` names.
     """
     if request.node.get_closest_marker(_SIMULATE) is not None:
-        yield _PerSeed("runtime")  # type: ignore[misc]  # replaced for each seed
+        yield _PerSeed("runtime")  # replaced for each seed
         return
     name, options = anyrt_backend
     with create_runtime(name, **options) as rt:
         capabilities = getattr(rt, "capabilities", ())
         reason = _missing(backend_id(anyrt_backend), capabilities, _required(request.node))
+        if reason is not None:
+            pytest.skip(reason)
+        yield rt
+
+
+@pytest.fixture
+def anyrt_virtual_backend(request: pytest.FixtureRequest) -> BackendConfig:
+    """The ``(backend name, options)`` a ``virtual_runtime`` test runs with."""
+    param: BackendConfig | None = getattr(request, "param", None)
+    if param is None:
+        raise pytest.UsageError(
+            "anyrt_virtual_backend is parametrised when tests are collected: take it (or "
+            "virtual_runtime) as an argument instead of requesting it with getfixturevalue()"
+        )
+    return param
+
+
+@pytest.fixture
+def virtual_runtime(
+    anyrt_virtual_backend: BackendConfig, request: pytest.FixtureRequest
+) -> Iterator[Runtime]:
+    """A new runtime on virtual time, of each chosen backend that has it; closed after.
+
+    Parametrised over every chosen backend whose class declares ``virtual-time``, with
+    ``clock="virtual"`` where the backend takes a ``clock``. Idle time jumps to the next
+    deadline, so ``await virtual_runtime.sleep(3600)`` returns at once. The test is
+    skipped if the runtime itself lacks ``virtual-time`` or a capability that
+    ``anyrt_requires`` names.
+    """
+    name, options = anyrt_virtual_backend
+    with create_runtime(name, **options) as rt:
+        capabilities = getattr(rt, "capabilities", ())
+        required = [_VIRTUAL_TIME, *_required(request.node)]
+        reason = _missing(backend_id(anyrt_virtual_backend), capabilities, required)
         if reason is not None:
             pytest.skip(reason)
         yield rt
@@ -337,7 +441,7 @@ def _run_simulated(item: pytest.Function) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """Run an ``async def`` test that takes ``runtime`` on that runtime.
+    """Run an ``async def`` test that takes ``runtime`` (or ``virtual_runtime``) on it.
 
     A test marked ``anyrt_simulate`` runs once per seed on a simulated runtime.
     """
@@ -347,6 +451,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if not inspect.iscoroutinefunction(pyfuncitem.obj):
         return None
     rt = pyfuncitem.funcargs.get("runtime")
+    if not isinstance(rt, Executor):
+        rt = pyfuncitem.funcargs.get("virtual_runtime")
     if not isinstance(rt, Executor):
         return None
     funcargs = pyfuncitem.funcargs
