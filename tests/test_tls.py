@@ -1,6 +1,9 @@
 """TLS: `anyrt.TLSStream` over real sockets and the in-memory network, against peers
 that anyrt did not write (Python's own blocking `ssl`, and ``openssl s_client``).
 
+The socket tests run on every installed backend with an OS reactor: the native
+threaded runtimes and the asyncio, uvloop and trio adapters.
+
 The certificates are made by `trustme` for each test session.
 """
 
@@ -18,9 +21,16 @@ import pytest
 import trustme
 
 import anyrt
+from anyrt._registry import backend_factory
 from anyrt.testing.conformance import receive_all, receive_exactly
 
-THREADED = {"work-stealing": {"workers": 2}, "thread-per-core": {"cores": 2}}
+OPTIONS = {"work-stealing": {"workers": 2}, "thread-per-core": {"cores": 2}}
+#: Every installed backend on real sockets.
+OS_BACKENDS = sorted(
+    name
+    for name in anyrt.backends()
+    if "os-reactor" in getattr(backend_factory(name), "capabilities", ())
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +52,9 @@ def client_context(ca: trustme.CA) -> ssl.SSLContext:
     return context
 
 
-@pytest.fixture(params=sorted(THREADED))
+@pytest.fixture(params=OS_BACKENDS)
 def rt(request: pytest.FixtureRequest) -> Iterator[anyrt.Runtime]:
-    with anyrt.runtime(request.param, **THREADED[request.param]) as runtime:
+    with anyrt.runtime(request.param, **OPTIONS.get(request.param, {})) as runtime:
         yield runtime
 
 
@@ -60,10 +70,10 @@ def test_connect_and_listen_with_ssl_echo_both_ways_at_once(
     payload = bytes(range(256)) * 4096
 
     async def main() -> bytes:
-        listener = await rt.listen_tcp("127.0.0.1", 0, ssl=server_context)  # type: ignore[call-arg]
+        listener = await rt.listen_tcp("127.0.0.1", 0, ssl=server_context)
         async with listener:
             server = rt.spawn(listener.serve(_echo))
-            client = await rt.connect_tcp(  # type: ignore[call-arg]
+            client = await rt.connect_tcp(
                 "127.0.0.1", listener.address[1], ssl=client_context, server_hostname="localhost"
             )
             async with client:
@@ -99,12 +109,10 @@ def test_send_eof_is_a_tls_half_close(
         await stream.send(b"got %d bytes" % len(request))
 
     async def main() -> bytes:
-        listener = await rt.listen_tcp("127.0.0.1", 0, ssl=server_context)  # type: ignore[call-arg]
+        listener = await rt.listen_tcp("127.0.0.1", 0, ssl=server_context)
         async with listener:
             server = rt.spawn(listener.serve(count_then_reply))
-            client = await rt.connect_tcp(  # type: ignore[call-arg]
-                "localhost", listener.address[1], ssl=client_context
-            )
+            client = await rt.connect_tcp("localhost", listener.address[1], ssl=client_context)
             async with client:
                 await client.send(b"x" * 1000)
                 await client.send_eof()
@@ -117,24 +125,39 @@ def test_send_eof_is_a_tls_half_close(
     assert main_result(rt, main) == b"got 1000 bytes"
 
 
-def test_an_untrusted_certificate_fails_the_handshake(
-    rt: anyrt.Runtime, server_context: ssl.SSLContext
+@pytest.mark.parametrize("backend", OS_BACKENDS)
+def test_an_untrusted_certificate_fails_the_handshake_and_serve_goes_on(
+    backend: str, server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    """Each failed handshake reaches the error handler; the next client is served."""
+    failures: list[anyrt.TaskError] = []
+    with anyrt.runtime(backend, error_handler=failures.append, **OPTIONS.get(backend, {})) as rt:
+        _untrusted_then_trusted(rt, server_context, client_context)
+    assert len(failures) == 2, failures
+    assert all(isinstance(failure.exception, ssl.SSLError) for failure in failures), failures
+
+
+def _untrusted_then_trusted(
+    rt: anyrt.Runtime, server_context: ssl.SSLContext, client_context: ssl.SSLContext
 ) -> None:
     async def main() -> None:
-        listener = await rt.listen_tcp("127.0.0.1", 0, ssl=server_context)  # type: ignore[call-arg]
+        listener = await rt.listen_tcp("127.0.0.1", 0, ssl=server_context)
         async with listener:
             server = rt.spawn(listener.serve(_echo))
             with pytest.raises(ssl.SSLCertVerificationError):
-                await rt.connect_tcp(  # type: ignore[call-arg]
+                await rt.connect_tcp(
                     "localhost", listener.address[1], ssl=ssl.create_default_context()
                 )
             other_ca = trustme.CA()
             wrong_name = ssl.create_default_context()
             other_ca.configure_trust(wrong_name)
             with pytest.raises(ssl.SSLCertVerificationError):
-                await rt.connect_tcp(  # type: ignore[call-arg]
-                    "localhost", listener.address[1], ssl=wrong_name
-                )
+                await rt.connect_tcp("localhost", listener.address[1], ssl=wrong_name)
+            async with await rt.connect_tcp(
+                "localhost", listener.address[1], ssl=client_context
+            ) as good:
+                await good.send(b"still serving")
+                assert await receive_exactly(good, 13) == b"still serving"
             server.cancel()
 
     main_result(rt, main)
@@ -149,12 +172,10 @@ def test_a_connection_dropped_without_close_notify_is_an_error(
         await stream.transport.aclose()  # the TCP connection, under TLS's feet
 
     async def main() -> None:
-        listener = await rt.listen_tcp("127.0.0.1", 0, ssl=server_context)  # type: ignore[call-arg]
+        listener = await rt.listen_tcp("127.0.0.1", 0, ssl=server_context)
         async with listener:
             server = rt.spawn(listener.serve(drop))
-            client = await rt.connect_tcp(  # type: ignore[call-arg]
-                "localhost", listener.address[1], ssl=client_context
-            )
+            client = await rt.connect_tcp("localhost", listener.address[1], ssl=client_context)
             async with client:
                 assert await receive_exactly(client, 7) == b"partial"
                 with pytest.raises(ssl.SSLEOFError):
@@ -185,9 +206,7 @@ def test_client_against_pythons_blocking_ssl_server(
         thread.start()
 
         async def main() -> bytes:
-            client = await rt.connect_tcp(  # type: ignore[call-arg]
-                "localhost", plain.getsockname()[1], ssl=client_context
-            )
+            client = await rt.connect_tcp("localhost", plain.getsockname()[1], ssl=client_context)
             async with client:
                 await client.send(b"hello from anyrt\n")
                 return await receive_all(client)
@@ -204,7 +223,7 @@ def test_server_against_pythons_blocking_ssl_client(
     replies: list[bytes] = []
 
     async def main() -> None:
-        listener = await rt.listen_tcp("127.0.0.1", 0, ssl=server_context)  # type: ignore[call-arg]
+        listener = await rt.listen_tcp("127.0.0.1", 0, ssl=server_context)
         async with listener:
             server = rt.spawn(listener.serve(_echo))
             port = listener.address[1]
@@ -238,7 +257,7 @@ def test_server_against_openssl_s_client(
         await stream.send(line.upper())  # then close: TLS close_notify, then TCP FIN
 
     async def main() -> str:
-        listener = await rt.listen_tcp("127.0.0.1", 0, ssl=server_context)  # type: ignore[call-arg]
+        listener = await rt.listen_tcp("127.0.0.1", 0, ssl=server_context)
         async with listener:
             server = rt.spawn(listener.serve(answer_one_line))
             command = [

@@ -1,7 +1,8 @@
 """Ctrl-C: SIGINT cancels the main task, cleanup runs, then KeyboardInterrupt is raised.
 
-Each test runs a real program in a subprocess and sends it a real SIGINT once the
-program says it is inside its main task.
+Each test runs a real program in a subprocess and sends it a real signal once the
+program says it is inside its main task, on every backend with an OS reactor (the
+native threaded runtimes and the asyncio, uvloop and trio adapters).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 import textwrap
 
 import pytest
+
+from .conftest import os_backends
 
 PROGRAM = textwrap.dedent(
     """
@@ -45,7 +48,7 @@ PROGRAM = textwrap.dedent(
 
 
 @pytest.mark.skipif(os.name != "posix", reason="sends a POSIX signal")
-@pytest.mark.parametrize("backend", ["work-stealing", "thread-per-core"])
+@pytest.mark.parametrize("backend", os_backends())
 def test_sigint_cancels_main_runs_cleanup_and_raises_keyboard_interrupt(backend: str) -> None:
     process = subprocess.Popen(
         [sys.executable, "-c", PROGRAM, backend],
@@ -93,7 +96,7 @@ RECEIVER = textwrap.dedent(
 
 
 @pytest.mark.skipif(os.name != "posix", reason="sends POSIX signals")
-@pytest.mark.parametrize("backend", ["work-stealing", "thread-per-core"])
+@pytest.mark.parametrize("backend", os_backends())
 def test_signals_arrive_as_an_async_iterator(backend: str) -> None:
     process = subprocess.Popen(
         [sys.executable, "-c", RECEIVER, backend],
@@ -117,12 +120,13 @@ def test_signals_arrive_as_an_async_iterator(backend: str) -> None:
     assert out.splitlines() == ["SIGTERM", "['SIGUSR1', 'SIGUSR1', 'SIGTERM']", "True"]
 
 
-def test_signals_needs_block_on_on_the_main_thread() -> None:
+@pytest.mark.parametrize("backend", os_backends())
+def test_signals_needs_block_on_on_the_main_thread(backend: str) -> None:
     import threading
 
     import anyrt
 
-    with anyrt.runtime("work-stealing", workers=1) as rt:
+    with anyrt.runtime(backend) as rt:
 
         async def main() -> None:
             with pytest.raises(RuntimeError, match="main thread"):
@@ -145,3 +149,73 @@ def test_signals_needs_block_on_on_the_main_thread() -> None:
         thread.start()
         thread.join(timeout=30)
         assert outcome == [None]
+
+
+ONE_BLOCK = textwrap.dedent(
+    """
+    import os
+    import signal
+    import sys
+    import anyrt
+
+    def say(line):  # one write: these two lines may come from two threads at once
+        sys.stdout.write(line + "\\n")
+        sys.stdout.flush()
+
+    async def main(rt):
+        async with rt.signals(signal.SIGUSR1) as received:
+            try:
+                async with rt.signals(signal.SIGUSR2):
+                    pass
+            except RuntimeError as exc:
+                print("nested:", exc, flush=True)
+            os.kill(os.getpid(), signal.SIGUSR1)  # before anyone iterates: queued
+            print((await anext(received)).name, flush=True)
+        print("restored:", signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL, flush=True)
+
+        async def left_inside(entered):
+            async with rt.signals(signal.SIGUSR2) as received:
+                entered.set()
+                try:
+                    async for _ in received:
+                        pass
+                except anyrt.ClosedResourceError:
+                    say("woken: ClosedResourceError")
+
+        entered = anyrt.Event(rt)
+        rt.spawn(left_inside(entered))
+        await entered.wait()
+        print("installed:", signal.getsignal(signal.SIGUSR2) != signal.SIG_DFL, flush=True)
+
+    with anyrt.runtime(sys.argv[1]) as rt:
+        rt.block_on(main(rt))
+        # block_on put the handler back although a task is still inside its block.
+        say(f"after block_on: {signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL}")
+    """
+)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends POSIX signals")
+@pytest.mark.parametrize("backend", os_backends())
+def test_one_signals_block_at_a_time_and_block_on_restores_the_handlers(backend: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", ONE_BLOCK, backend],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert lines[:4] == [
+        "nested: another signals() block of this runtime is active; receive every signal "
+        "you need in one: runtime.signals(SIGTERM, SIGHUP, ...)",
+        "SIGUSR1",
+        "restored: True",
+        "installed: True",
+    ]
+    # The task still inside its block is woken with ClosedResourceError when block_on
+    # returns; on a threaded runtime close() may cancel it before it gets to run.
+    assert "after block_on: True" in lines[4:]
+    assert set(lines[4:]) <= {"after block_on: True", "woken: ClosedResourceError"}

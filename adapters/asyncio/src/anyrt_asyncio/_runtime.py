@@ -24,13 +24,27 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from types import CoroutineType, TracebackType
-from typing import Any, ClassVar, Final, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, ParamSpec, Self, TextIO, TypeVar
 
-from anyrt import FileDescriptorLike, Receiver, Sender, TaskError, VirtualClock
+from anyrt import (
+    ByteStream,
+    FileDescriptorLike,
+    Listener,
+    Receiver,
+    Sender,
+    TaskError,
+    TaskInfo,
+    TLSListener,
+    TLSStream,
+    VirtualClock,
+)
 
+from . import _introspect
 from ._oneshot import AsyncioReceiver, AsyncioSender, remember_loop
+from ._signals import AsyncioSignalReceiver
 from ._streams import (
     AsyncioListener,
     AsyncioStream,
@@ -41,8 +55,12 @@ from ._streams import (
 )
 from ._task import AsyncioTask, ErrorHandler, log_task_error, report
 from ._time import YIELD, CallAt, Interval, Timeout, checked_deadline, set_done, sleep_until
+from ._udp import AsyncioDatagramSocket, open_udp
 from ._validate import check_coroutine, check_host, check_name, check_port, check_seconds, fileno
 from ._virtual import VirtualTimeLoop
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -86,7 +104,7 @@ class LoopRuntime:
     directly.
     """
 
-    cancelled_exc: ClassVar[type[BaseException]] = asyncio.CancelledError
+    cancelled_exc: type[BaseException] = asyncio.CancelledError
     #: What the backend can do; an instance with a real clock lacks ``virtual-time``.
     capabilities: tuple[str, ...] = ("threads", "os-reactor", "blocking-pool", "unix-sockets")
 
@@ -116,6 +134,14 @@ class LoopRuntime:
             self._call_at = loop.call_at
         # Tasks waiting for a file descriptor, per (fd, readable): see _wait_io.
         self._io_waiters: dict[tuple[int, bool], list[asyncio.Future[None]]] = {}
+        self._signal_receiver: AsyncioSignalReceiver | None = None
+
+    if TYPE_CHECKING:
+        # Each subclass has one (`AsyncioRuntime` runs the loop; a borrowed runtime
+        # refuses): declared so that a LoopRuntime is an `anyrt.Executor`.
+        def block_on(self, coro: Coroutine[Any, Any, T]) -> T:
+            """Run ``coro`` to completion on the calling thread."""
+            ...
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "running" if self._loop.is_running() else "idle"
@@ -168,10 +194,13 @@ class LoopRuntime:
             return self._spawn_from_outside(coro, name)
         if self._closed:
             raise self._refuse(coro)
-        return AsyncioTask._create(self, coro, name)
+        task = AsyncioTask._create(self, coro, name)
+        task._anyrt_born = self._now()  # type: ignore[attr-defined]  # for tasks()
+        return task
 
     def _spawn_from_outside(self, coro: Coroutine[Any, Any, T], name: str) -> AsyncioTask[T]:
         task = AsyncioTask._create_pending(self, coro, name)
+        task._anyrt_born = self._now()  # type: ignore[attr-defined]
         with self._lock:  # close() sets _closed under this lock before it reaps the tasks
             if self._closed:
                 task._anyrt_discard()
@@ -345,22 +374,50 @@ class LoopRuntime:
             raise
         return stream
 
-    async def connect_tcp(self, host: str, port: int) -> AsyncioStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> ByteStream:
         """Open a TCP connection, trying every address ``host`` resolves to.
+
+        With ``ssl``, complete a TLS handshake over it and return an `anyrt.TLSStream`
+        (``server_hostname``, the name the certificate must match, defaults to
+        ``host``); otherwise return an `AsyncioStream`.
 
         Raises:
             ConnectionRefusedError: nothing listens there.
             OSError: any other failure, as the OS reports it.
+            ssl.SSLError: the TLS handshake failed.
         """
         self._check_open()
-        return await connect_tcp(self, check_host(host), check_port(port))
+        host = check_host(host)
+        stream = await connect_tcp(self, host, check_port(port))
+        if ssl is None:
+            return stream
+        return await TLSStream.wrap(self, stream, ssl, server_hostname=server_hostname or host)
 
     async def listen_tcp(
-        self, host: str, port: int, *, reuse_port: bool = False
-    ) -> AsyncioListener:
-        """Listen for TCP connections on ``host:port``; port 0 picks a free port."""
+        self, host: str, port: int, *, reuse_port: bool = False, ssl: SSLContext | None = None
+    ) -> Listener:
+        """Listen for TCP connections on ``host:port``; port 0 picks a free port.
+
+        Returns an `AsyncioListener`; with ``ssl``, an `anyrt.TLSListener` over one,
+        whose connections complete a TLS handshake first (in ``serve``, in each
+        connection's own task: a client whose handshake fails is reported to the
+        error handler and the others go on).
+        """
         self._check_open()
-        return await listen_tcp(self, check_host(host), check_port(port), reuse_port=reuse_port)
+        listener = await listen_tcp(self, check_host(host), check_port(port), reuse_port=reuse_port)
+        return listener if ssl is None else TLSListener(self, listener, ssl)
+
+    async def open_udp(self, local_host: str, local_port: int) -> AsyncioDatagramSocket:
+        """Bind a UDP socket (an `anyrt.DatagramSocket`) to ``local_host:local_port``."""
+        self._check_open()
+        return await open_udp(self, local_host, local_port)
 
     async def connect_unix(self, path: str | os.PathLike[str]) -> AsyncioStream:
         """Connect to a Unix-domain socket."""
@@ -371,6 +428,37 @@ class LoopRuntime:
         """Listen on a Unix-domain socket at ``path`` (which must not exist)."""
         self._check_open()
         return listen_unix(self, path)
+
+    # -- signals and observability ------------------------------------------------------
+
+    def signals(self, *signums: int) -> AsyncioSignalReceiver:
+        """Receive OS signals: ``async with rt.signals(SIGTERM) as received:``.
+
+        Then ``async for signum in received`` yields each one (a `signal.Signals`).
+        The handlers are installed with the loop's ``add_signal_handler`` when the
+        ``async with`` is entered, and the previous ones restored when it is left (or
+        when `block_on` returns). Signals that arrive while nobody iterates are queued.
+
+        Raises:
+            RuntimeError: the loop does not run on the main thread, or another
+                ``signals()`` block of this runtime is active.
+            ValueError: not a signal number that can be caught.
+        """
+        return AsyncioSignalReceiver(self, signums)
+
+    def tasks(self) -> list[TaskInfo]:
+        """Return a snapshot of the runtime's live tasks, oldest first: name, state, where, age.
+
+        ``state`` is ``"running"`` (the task the loop runs now), ``"parked"`` (waiting
+        on a future; ``where`` says at which line) or ``"scheduled"``. Callable from
+        any thread; tasks spawned from another thread appear once the loop has
+        started them.
+        """
+        return _introspect.task_infos(self)
+
+    def dump_tasks(self, file: TextIO | None = None) -> None:
+        """Write `tasks` as a table to ``file`` (default: standard error)."""
+        _introspect.dump_tasks(self, file)
 
 
 class AsyncioRuntime(LoopRuntime):
@@ -418,6 +506,10 @@ class AsyncioRuntime(LoopRuntime):
             loop = _new_loop(loop_factory)
         loop.set_debug(debug)
         super().__init__(loop, error_handler=error_handler, virtual_clock=virtual_clock)
+        # spawn_blocking's threads, named like the native runtimes' (made on demand).
+        loop.set_default_executor(
+            ThreadPoolExecutor(thread_name_prefix=f"anyrt-{self.name}-blocking")
+        )
         if virtual_clock is None:
             self.capabilities = tuple(c for c in self.capabilities if c != "virtual-time")
         self._running = False  # block_on or close is running the loop
@@ -443,6 +535,7 @@ class AsyncioRuntime(LoopRuntime):
         self._check_plain_thread(coro, "block_on")
         with self._claim_loop(coro):
             main = AsyncioTask._create(self, coro, check_name(None, coro, "block_on"))
+            main._anyrt_born = self._now()  # type: ignore[attr-defined]  # for tasks()
             with _SigintCancels(main) as sigint:
                 try:
                     self._loop.run_until_complete(main)
@@ -452,6 +545,10 @@ class AsyncioRuntime(LoopRuntime):
                 except BaseException:
                     main.cancel()  # e.g. KeyboardInterrupt from a callback: stop the main task
                     raise
+                finally:
+                    receiver = self._signal_receiver
+                    if receiver is not None:  # a task left running inside signals()
+                        receiver._restore()
             return main._anyrt_outcome()
 
     def _check_plain_thread(self, coro: Coroutine[Any, Any, Any], method: str) -> None:
@@ -674,3 +771,11 @@ def _new_loop(
     if loop.is_running() or loop.is_closed():
         raise ValueError("loop_factory must return a new event loop, not a running or closed one")
     return loop
+
+
+if TYPE_CHECKING:
+    from anyrt import Runtime
+
+    def _is_a_runtime(runtime: AsyncioRuntime) -> Runtime:
+        """Never called: ``mypy --strict`` checks that AsyncioRuntime is an anyrt.Runtime."""
+        return runtime

@@ -37,19 +37,32 @@ from collections.abc import Callable, Coroutine
 from contextvars import copy_context
 from threading import get_ident
 from types import CoroutineType, TracebackType
-from typing import Any, ClassVar, Final, ParamSpec, Self, TypeVar, final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, ParamSpec, Self, TextIO, TypeVar, final
 
 import trio
 import trio.testing
 from trio.lowlevel import RunVar, checkpoint
 
-from anyrt import Cancelled, FileDescriptorLike, Receiver, Sender, TaskError
+from anyrt import (
+    ByteStream,
+    Cancelled,
+    FileDescriptorLike,
+    Listener,
+    Receiver,
+    Sender,
+    TaskError,
+    TaskInfo,
+    TLSListener,
+    TLSStream,
+)
 from anyrt._native import ErrorHandler, log_task_error, running_native_runtime
 from anyrt._task import check_coroutine
 from anyrt._validate import check_deadline, check_seconds
 
+from . import _introspect
 from ._oneshot import TrioOneshot
-from ._streams import TrioListener, TrioStream, connect_tcp, listen_tcp
+from ._signals import MainWaiter, SignalInstaller, TrioSignalReceiver
+from ._streams import connect_tcp, listen_tcp
 from ._task import TrioTask, run_task, where
 from ._time import (
     NO_WAIT,
@@ -60,6 +73,10 @@ from ._time import (
     Timeout,
     make_clock,
 )
+from ._udp import TrioDatagramSocket, open_udp
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
 
 __all__ = ["TrioRuntime", "current"]
 
@@ -94,8 +111,8 @@ class TrioRuntime:
             the ``anyrt`` logger).
     """
 
-    name: ClassVar[str] = "trio"
-    cancelled_exc: ClassVar[type[BaseException]] = trio.Cancelled
+    name: str = "trio"
+    cancelled_exc: type[BaseException] = trio.Cancelled
     #: What the backend can do; an instance with a real clock lacks "virtual-time".
     capabilities: tuple[str, ...] = (*_CAPABILITIES, "virtual-time")
     conformance_options: ClassVar[tuple[dict[str, Any], ...]] = ({}, {"clock": "virtual"})
@@ -143,6 +160,10 @@ class TrioRuntime:
         self._closing = False
         self._close_hooks: list[Callable[[], object]] = []
         self._live = 0
+        # Each live task and when it started, on the run's clock (for tasks()).
+        self._born: dict[TrioTask[Any], float] = {}
+        self._main_waiter: MainWaiter | None = None
+        self._signals = SignalInstaller(self)
         self._idle: trio.Event | None = None
         self._watching = False
         self._nursery: trio.Nursery | None = None
@@ -236,6 +257,7 @@ class TrioRuntime:
             RuntimeError: the run is ending and takes no new task.
         """
         self._live += 1
+        self._born[task] = self._clock.current_time()
         try:
             nursery = self._nursery
             if nursery is not None:
@@ -320,6 +342,7 @@ class TrioRuntime:
 
     def _forget(self, task: TrioTask[Any]) -> None:
         self._live -= 1
+        self._born.pop(task, None)
         idle = self._idle
         if idle is not None and not self._live:
             idle.set()
@@ -406,30 +429,39 @@ class TrioRuntime:
         if problem is not None:
             coro.close()
             raise RuntimeError(problem)
-        done = threading.Event()
+        waiter = MainWaiter()
         main = TrioTask(coro, getattr(coro, "__qualname__", None) or repr(coro), self)
         governor = self._governor
         if governor is None:
-            main._on_done = lambda _: done.set()
+            main._on_done = lambda _: waiter.wake()
         else:
 
             def on_done(_: TrioTask[T]) -> None:
                 governor.drive_end()
-                done.set()
+                waiter.wake()
 
             main._on_done = on_done
-        self._post(main, self._start_main)
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        if on_main_thread:
+            # signals() installs its handlers through it: set before the task can run.
+            self._main_waiter = waiter
+        try:
+            self._post(main, self._start_main)
+        except BaseException:
+            if on_main_thread:
+                self._main_waiter = None
+            raise
         with self._lock:
             self._mains.add(main)
             if self._crash is not None:  # the thread died between the post and now
                 main._abandon(RuntimeError(f"the trio thread crashed: {self._crash!r}"))
         try:
-            done.wait()
+            waiter.wait()
         except KeyboardInterrupt:
             # Ctrl-C on the main thread: cancel the main task, let its `finally` blocks
             # run, then report the interrupt (a second Ctrl-C stops waiting for them).
             main.cancel()
-            done.wait()
+            waiter.wait()
             raise
         except BaseException:
             main.cancel()
@@ -437,6 +469,10 @@ class TrioRuntime:
         finally:
             with self._lock:
                 self._mains.discard(main)
+                if on_main_thread:
+                    self._main_waiter = None
+            if on_main_thread:
+                self._signals.restore()
         return main.result()
 
     def _block_on_problem(self) -> str | None:
@@ -485,8 +521,10 @@ class TrioRuntime:
             raise TypeError(f"spawn_blocking() takes a callable, not {type(fn).__name__}")
         self._check_open()
         call: Callable[[], T] = functools.partial(fn, *args, **kwargs)
+        # trio's threads are a process-wide cache; each is named for the call it runs.
+        thread_name = f"anyrt-trio-blocking: {getattr(fn, '__qualname__', type(fn).__name__)}"
         with self._external:
-            return await trio.to_thread.run_sync(call)
+            return await trio.to_thread.run_sync(call, thread_name=thread_name)
 
     # -- Timer ------------------------------------------------------------------------------
 
@@ -543,17 +581,93 @@ class TrioRuntime:
         """Suspend until ``sock`` is writable (`trio.lowlevel.wait_writable`)."""
         await trio.lowlevel.wait_writable(sock)
 
-    async def connect_tcp(self, host: str, port: int) -> TrioStream:
-        """Open a TCP connection with `trio.open_tcp_stream`."""
-        self._check_open()
-        with self._external:
-            return await connect_tcp(host, port)
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> ByteStream:
+        """Open a TCP connection with `trio.open_tcp_stream` (a `TrioStream`).
 
-    async def listen_tcp(self, host: str, port: int, *, reuse_port: bool = False) -> TrioListener:
-        """Listen for TCP connections on ``host:port`` (port 0 picks a free port)."""
+        With ``ssl``, complete a TLS handshake over it and return an `anyrt.TLSStream`;
+        ``server_hostname``, the name the certificate must match, defaults to ``host``.
+
+        Raises:
+            ConnectionRefusedError: nothing listens there.
+            OSError: any other failure, as the OS reports it.
+            ssl.SSLError: the TLS handshake failed.
+        """
         self._check_open()
         with self._external:
-            return await listen_tcp(self, host, port, reuse_port=reuse_port)
+            stream = await connect_tcp(host, port)
+            if ssl is None:
+                return stream
+            return await TLSStream.wrap(self, stream, ssl, server_hostname=server_hostname or host)
+
+    async def listen_tcp(
+        self, host: str, port: int, *, reuse_port: bool = False, ssl: SSLContext | None = None
+    ) -> Listener:
+        """Listen for TCP connections on ``host:port`` (port 0 picks a free port).
+
+        Returns a `TrioListener`; with ``ssl``, an `anyrt.TLSListener` over one, whose
+        connections complete a TLS handshake first (in ``serve``, in each connection's
+        own task: a client whose handshake fails is reported to the error handler and
+        the others go on).
+        """
+        self._check_open()
+        with self._external:
+            listener = await listen_tcp(self, host, port, reuse_port=reuse_port)
+        return listener if ssl is None else TLSListener(self, listener, ssl)
+
+    async def open_udp(self, local_host: str, local_port: int) -> TrioDatagramSocket:
+        """Bind a UDP socket (an `anyrt.DatagramSocket`) to ``local_host:local_port``."""
+        self._check_open()
+        with self._external:
+            return await open_udp(local_host, local_port)
+
+    # -- signals and observability ----------------------------------------------------------
+
+    def signals(self, *signums: int) -> TrioSignalReceiver:
+        """Receive OS signals: ``async with rt.signals(SIGTERM) as received:``.
+
+        Then ``async for signum in received`` yields each one (a `signal.Signals`).
+        trio runs on the runtime's own thread, and only the main thread may install
+        signal handlers: `block_on`'s thread, which must be the main thread, installs
+        them when the ``async with`` is entered and restores the previous ones when
+        it is left (or when that `block_on` returns). Signals that arrive while nobody
+        iterates are queued. On the runtime of `current`, whose run is on the main
+        thread, it is `trio.open_signal_receiver`.
+
+        Raises:
+            RuntimeError: `block_on` is not running on the main thread, or another
+                ``signals()`` block of this runtime is active.
+            ValueError: not a signal number that can be caught.
+        """
+        return TrioSignalReceiver(self, signums)
+
+    def _call_soon(self, fn: Callable[[Any], object], arg: Any) -> None:
+        """Run ``fn(arg)`` on the trio thread (now, if this is it); any thread."""
+        if get_ident() == self._ident:
+            fn(arg)
+            return
+        try:
+            self._token.run_sync_soon(fn, arg)
+        except trio.RunFinishedError:
+            fn(arg)
+
+    def tasks(self) -> list[TaskInfo]:
+        """Return a snapshot of the live tasks, oldest first: name, state, where, age.
+
+        ``state`` is ``"running"``, ``"scheduled"`` (not started yet) or ``"parked"``
+        (suspended; ``where`` says at which line). Callable from any thread.
+        """
+        return _introspect.task_infos(self)
+
+    def dump_tasks(self, file: TextIO | None = None) -> None:
+        """Write `tasks` as a table to ``file`` (default: standard error)."""
+        _introspect.dump_tasks(self, file)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -680,6 +794,14 @@ class TrioRuntime:
                 hook()
             except Exception:
                 logger.exception("anyrt: the close hook %r raised", hook)
+
+
+if TYPE_CHECKING:
+    from anyrt import Runtime
+
+    def _is_a_runtime(runtime: TrioRuntime) -> Runtime:
+        """Never called: ``mypy --strict`` checks that TrioRuntime is an anyrt.Runtime."""
+        return runtime
 
 
 def current() -> TrioRuntime:
