@@ -140,6 +140,29 @@ def test_cancelling_the_caller_cancels_trio_and_waits_for_it(host: anyrt.Runtime
     assert trail == ["trio cancelled", "trio finally", "anyrt cancelled"]
 
 
+def test_a_failing_cleanup_replaces_the_cancellation(host: anyrt.Runtime) -> None:
+    started = threading.Event()
+
+    class Boom(Exception):
+        pass
+
+    async def bad_cleanup() -> None:
+        try:
+            started.set()
+            await trio.sleep_forever()
+        finally:
+            raise Boom("cleanup failed")
+
+    async def main() -> None:
+        task = host.spawn(compat.run(host, bad_cleanup))
+        await host.spawn_blocking(started.wait)
+        task.cancel()
+        with pytest.raises(Boom, match="cleanup failed"):
+            await task
+
+    host.block_on(main())
+
+
 def test_trio_side_cancelled_by_its_run_ending_cancels_the_caller(host: anyrt.Runtime) -> None:
     started = threading.Event()
 

@@ -164,6 +164,8 @@ async def _run_on_side(
     except BaseException:
         task.cancel()
         await _until_finished(runtime, call)
+        if task.done() and not task.cancelled() and task._exc is not None:
+            raise task._exc from None  # its cleanup failed: that replaces the cancellation
         raise
     if task.cancelled():
         # The trio side was cancelled without our asking: its run was shut down.
