@@ -9,6 +9,7 @@ so a hand-off is never lost.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import deque
 from typing import Any, Generic, Protocol, TypeVar
@@ -86,10 +87,26 @@ def fail_all(waiters: deque[Any], exc_factory: type[BaseException], message: str
 
 
 def check_plain_thread(method: str, instead: str) -> None:
-    """Refuse a blocking call from a thread that runs an anyrt loop (it would stall it)."""
+    """Refuse a blocking call from a thread that runs an event loop (it would stall it).
+
+    Native runtimes mark their threads; an asyncio loop (the asyncio and uvloop
+    backends, or any asyncio application) and a trio run are recognised through their
+    own libraries, if they are imported at all.
+    """
     runtime = running_native_runtime()
-    if runtime is not None:
+    loop = f"the {runtime.name!r} anyrt runtime" if runtime is not None else _foreign_loop()
+    if loop is not None:
         raise RuntimeError(
-            f"{method}() blocks the thread, and this thread runs the {runtime.name!r} anyrt "
-            f"runtime; from a task use {instead} instead"
+            f"{method}() blocks the thread, and this thread runs {loop}; from a task "
+            f"use {instead} instead"
         )
+
+
+def _foreign_loop() -> str | None:
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and asyncio.events._get_running_loop() is not None:
+        return "an asyncio event loop"
+    trio = sys.modules.get("trio")
+    if trio is not None and trio.lowlevel.in_trio_run():
+        return "a trio run"
+    return None

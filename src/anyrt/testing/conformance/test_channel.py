@@ -231,3 +231,12 @@ def test_receive_blocking_times_out(runtime: anyrt.Runtime) -> None:
     channel.close()
     with pytest.raises(anyrt.EndOfChannel):
         channel.receive_blocking()
+
+
+async def test_blocking_calls_from_a_task_are_refused(runtime: anyrt.Runtime) -> None:
+    """They would stall the thread that runs the task (and maybe every other task)."""
+    channel: anyrt.Channel[int] = anyrt.Channel(runtime, 1)
+    with pytest.raises(RuntimeError, match=r"send_blocking\(\) blocks the thread.*await"):
+        channel.send_blocking(1)
+    with pytest.raises(RuntimeError, match=r"receive_blocking\(\) blocks the thread.*await"):
+        channel.receive_blocking()
