@@ -1,35 +1,42 @@
 """The oneshot on asyncio: one value, handed from any thread to one awaiting task.
 
-The receiver holds the state - empty, sent or closed - and the value; the asyncio future
-a waiting task parks on is only the wake-up signal, completed directly on the loop's
-thread and through ``call_soon_threadsafe`` from any other.
+One `AsyncioOneshot` object is both halves (``runtime.oneshot()`` returns it twice): one
+allocation per oneshot, on the hottest wake path there is. It holds the state - empty,
+sent, failed or closed - and the value; the asyncio future a waiting task parks on is
+made only when the task has to park, and is only the wake-up signal: completed
+directly on the thread that holds the loop, through ``call_soon_threadsafe`` from any
+other.
 
-Who wins between a sender and a closing receiver is decided under the runtime's oneshot
-lock (one per runtime: every receiver of a runtime is awaited on its loop's thread, so
-the lock is only ever contended by a sender on another thread). Parking takes no lock:
-the waiting task first publishes its future in ``_waiter``, then looks at ``_state``;
-`send` first sets ``_state``, then looks at ``_waiter``. Whichever comes second sees the
-other, so either the task finds the value without waiting or the sender wakes it.
+No lock. Who decides the outcome - the sender, or a receiver that closes - is decided
+by deleting one slot, ``_open``: deleting a slot is a single operation under the GIL
+that fails with `AttributeError` if the slot is already empty, so exactly one caller
+succeeds, however many threads try (a compare-and-swap that costs a few nanoseconds
+and no allocation). The winner then stores the value and, last, ``_state``. A loser
+that must know what won (a second `send`, a receiver giving up) reads ``_state``; in
+the rare case that the winner is another thread between its claim and that store, it
+hands the GIL over until the store is there (`_settled_state`).
+
+Parking takes no lock either: the waiting task first publishes its future in ``_fut``,
+then looks at ``_state``; `send` first sets ``_state``, then looks at ``_fut``.
+Whichever comes second sees the other, so either the task finds the value without
+waiting or the sender wakes it.
 
 If `send` wins a race with the receiving task's cancellation (asyncio then throws
 `CancelledError` in although the value is there, or its wake-up is still on its way from
 another thread), the value is delivered anyway and the cancellation is delivered again
 at the task's next suspension point: see `redeliver_cancellation`. `send` returning True
 is a promise of delivery.
-
-Measured on the ping-pong benchmark, the lock taken with ``with`` costs as much as the
-rest of `send`, so it is taken with ``acquire``/``release``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
+import time
 import weakref
 from asyncio import CancelledError, InvalidStateError
 from collections.abc import Generator
-from typing import Any, Final, Generic, TypeVar, final
+from threading import get_ident
+from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar, final
 
 from anyrt import ClosedResourceError
 
@@ -37,51 +44,75 @@ T = TypeVar("T")
 
 _EMPTY: Final = 0
 _SENT: Final = 1
-_CLOSED: Final = 2
-_STATE_NAMES: Final = ("empty", "sent", "closed")
+_FAILED: Final = 2
+_CLOSED: Final = 3
+_STATE_NAMES: Final = ("empty", "sent", "failed", "closed")
 
 _get_running_loop = asyncio._get_running_loop
 _Future = asyncio.Future
 
 
+class Home(Protocol):
+    """The runtime a oneshot belongs to: its loop, and the thread that runs it.
+
+    ``_thread`` is the ident of the thread that holds the loop (runs it, or is about to)
+    while a ``block_on`` runs, 0 while nobody does, and None when the runtime cannot
+    know (a borrowed loop): it spares the hot paths `asyncio._get_running_loop`, whose
+    fork check makes a ``getpid`` system call every time.
+    """
+
+    _loop: asyncio.AbstractEventLoop
+    _thread: int | None
+
+
 @final
-class AsyncioReceiver(Generic[T]):
-    """The receiving half of a oneshot on an asyncio loop; implements `anyrt.Receiver`."""
+class AsyncioOneshot(Generic[T]):
+    """Both halves of a oneshot on an asyncio loop; implements `anyrt.Sender` and `anyrt.Receiver`.
 
-    __slots__ = ("_exc", "_lock", "_loop", "_state", "_value", "_waiter")
+    ``runtime.oneshot()`` returns one object as ``(sender, receiver)``. `send`, `fail`
+    and `close` work from any thread; the receiver is awaited by one task on the
+    runtime's loop.
+    """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, lock: threading.Lock) -> None:
-        self._loop = loop
-        self._lock = lock
+    __slots__ = ("_fut", "_home", "_open", "_state", "_value")
+
+    def __init__(self, home: Home) -> None:
+        self._home = home
         self._state: int = _EMPTY
-        self._waiter: asyncio.Future[None] | None = None
-        # _value and _exc are set by the sender, and read only once _state is _SENT.
-        self._value: T | None
-        self._exc: BaseException | None
+        self._fut: asyncio.Future[None] | None = None
+        self._open = True  # the claim (see the module's docstring): deleted, never set again
+        # The value, or the exception for `fail`; stored by the claim's winner.
+        self._value: Any
 
     def __repr__(self) -> str:
-        return f"<anyrt_asyncio Receiver {_STATE_NAMES[self._state]}>"
+        return f"<anyrt_asyncio oneshot {_STATE_NAMES[self._state]}>"
+
+    # -- the receiving half -------------------------------------------------------------
 
     def __await__(self) -> Generator[Any, None, T]:
-        """Wait for the value; raise what `AsyncioSender.fail` delivered."""
+        """Wait for the value; raise what `fail` delivered."""
         if self._state != _SENT:
-            if self._state == _CLOSED or self._waiter is not None:
+            if self._state != _EMPTY or self._fut is not None:
+                if self._state == _FAILED:
+                    raise self._value
                 raise self._misuse()
-            loop = self._loop
-            waiter = _Future(loop=loop) if type(loop) in _PLAIN_FUTURES else loop.create_future()
-            self._waiter = waiter  # publish first, then look: see the module's docstring
-            if self._state != _SENT:
-                # Park the task on the future, as `await waiter` would, minus its iterator.
-                waiter._asyncio_future_blocking = True
+            loop = self._home._loop
+            fut = _Future(loop=loop) if type(loop) in _PLAIN_FUTURES else loop.create_future()
+            self._fut = fut  # publish first, then look: see the module's docstring
+            if self._state == _EMPTY:
+                # Park the task on the future, as `await fut` would, minus its iterator.
+                fut._asyncio_future_blocking = True
                 try:
-                    yield waiter
+                    yield fut
                 except BaseException as exc:
                     self._give_up(exc)  # returns only if the value won
-                if self._state != _SENT:
-                    raise ClosedResourceError("the Receiver was closed while a task awaited it")
-        if self._exc is None:
-            return self._value  # type: ignore[return-value]
-        raise self._exc
+            self._fut = None  # spent: whoever holds the oneshot need not keep it alive
+            if self._state != _SENT:
+                if self._state == _FAILED:
+                    raise self._value
+                raise ClosedResourceError("the Receiver was closed while a task awaited it")
+        value: T = self._value
+        return value
 
     def _misuse(self) -> Exception:
         if self._state == _CLOSED:
@@ -93,96 +124,90 @@ class AsyncioReceiver(Generic[T]):
 
     def _give_up(self, exc: BaseException) -> None:
         """The waiting task was interrupted by ``exc``: close, or take a value that won."""
-        lock = self._lock
-        lock.acquire()
         try:
-            if self._state != _SENT:
-                self._state = _CLOSED
-                self._waiter = None
-                raise exc
-        finally:
-            lock.release()
-        if not isinstance(exc, CancelledError):
-            raise exc  # GeneratorExit: the coroutine is being closed
+            del self._open
+        except AttributeError:  # a sender, or a close() on another thread, came first
+            closed = self._settled_state() == _CLOSED
+        else:
+            self._state = _CLOSED
+            self._fut = None
+            closed = True
+        if closed or not isinstance(exc, CancelledError):
+            raise exc  # closed; or GeneratorExit: the coroutine is being closed
         # The value arrived first: take it, and deliver the cancellation later.
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._home._loop)
         if task is not None:
             redeliver_cancellation(task, exc.args[0] if exc.args else None)
 
+    def _settled_state(self) -> int:
+        """``_state`` once the claim's winner has stored it.
+
+        The winner may be another thread, between its claim and that store: the GIL is
+        handed over until the store is there (a few bytecodes away).
+        """
+        while (state := self._state) == _EMPTY:
+            time.sleep(0)  # releases the GIL
+        return state
+
     def close(self) -> None:
         """Give up on the value: a later `send` returns False."""
-        lock = self._lock
-        lock.acquire()
         try:
-            if self._state == _SENT:
-                return
-            self._state = _CLOSED
-            waiter, self._waiter = self._waiter, None
-        finally:
-            lock.release()
-        if waiter is not None:
-            _wake_soon(waiter)  # a task waiting on it gets ClosedResourceError
+            del self._open
+        except AttributeError:  # sent (keep the value), or already closed
+            return
+        self._state = _CLOSED
+        fut, self._fut = self._fut, None
+        if fut is not None:
+            _wake_soon(fut, self._home)  # a task waiting on it gets ClosedResourceError
 
-
-@final
-class AsyncioSender(Generic[T]):
-    """The sending half of a oneshot on an asyncio loop; implements `anyrt.Sender`."""
-
-    __slots__ = ("_receiver",)
-
-    def __init__(self, receiver: AsyncioReceiver[T]) -> None:
-        self._receiver = receiver
-
-    def __repr__(self) -> str:
-        return f"<anyrt_asyncio Sender to {self._receiver!r}>"
+    # -- the sending half ---------------------------------------------------------------
 
     def send(self, value: T) -> bool:
         """Deliver ``value``; False if the receiver is gone. Safe from any thread."""
-        receiver = self._receiver
-        lock = receiver._lock
-        lock.acquire()
         try:
-            if receiver._state != _EMPTY:
-                if receiver._state == _CLOSED:
-                    return False
-                raise RuntimeError("a oneshot Sender delivers once; create a new oneshot()")
-            receiver._value = value
-            receiver._exc = None
-            receiver._state = _SENT
-        finally:
-            lock.release()
-        waiter = receiver._waiter
-        if waiter is not None:
-            if _get_running_loop() is receiver._loop:
+            del self._open
+        except AttributeError:
+            return self._refused()
+        self._value = value
+        self._state = _SENT
+        fut = self._fut
+        if fut is not None:
+            if get_ident() == self._home._thread:
                 try:  # noqa: SIM105 - suppress() would cost a context manager per wake-up
-                    waiter.set_result(None)
+                    fut.set_result(None)
                 except InvalidStateError:  # cancelled: its task is about to give up
                     pass
             else:
-                _wake_soon(waiter)
+                _wake_soon(fut, self._home)
         return True
 
     def fail(self, exc: BaseException) -> bool:
         """Deliver ``exc`` for the receiver to raise; False if the receiver is gone."""
         if not isinstance(exc, BaseException):
             raise TypeError(f"fail() takes an exception, not {type(exc).__name__}")
-        receiver = self._receiver
-        lock = receiver._lock
-        lock.acquire()
         try:
-            if receiver._state != _EMPTY:
-                if receiver._state == _CLOSED:
-                    return False
-                raise RuntimeError("a oneshot Sender delivers once; create a new oneshot()")
-            receiver._value = None
-            receiver._exc = exc
-            receiver._state = _SENT
-        finally:
-            lock.release()
-        waiter = receiver._waiter
-        if waiter is not None:
-            _wake_soon(waiter)
+            del self._open
+        except AttributeError:
+            return self._refused()
+        self._value = exc
+        self._state = _FAILED
+        fut = self._fut
+        if fut is not None:
+            _wake_soon(fut, self._home)
         return True
+
+    def _refused(self) -> bool:
+        """`send`/`fail` lost the claim: False after a close, else a `RuntimeError`."""
+        if self._settled_state() == _CLOSED:
+            return False
+        raise RuntimeError("a oneshot Sender delivers once; create a new oneshot()")
+
+
+AsyncioSender: TypeAlias = AsyncioOneshot
+"""The sending half of an asyncio oneshot (the one `AsyncioOneshot` object)."""
+
+AsyncioReceiver: TypeAlias = AsyncioOneshot
+"""The receiving half of an asyncio oneshot (the one `AsyncioOneshot` object)."""
 
 
 # Tasks whose swallowed cancellation is to be delivered again: task -> (handle, message).
@@ -232,16 +257,22 @@ def remember_loop(loop: asyncio.AbstractEventLoop) -> None:
         _PLAIN_FUTURES.add(type(loop))
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
-def _wake_soon(waiter: asyncio.Future[None]) -> None:
-    """Complete ``waiter`` from any thread (directly on its loop's own thread)."""
-    loop = waiter.get_loop()
-    if _get_running_loop() is loop:
-        _wake(waiter)
+def _wake_soon(fut: asyncio.Future[None], home: Home) -> None:
+    """Complete ``fut`` from any thread (directly on the thread that holds the loop)."""
+    thread = home._thread
+    if thread is None:  # not known: ask asyncio (a system call, see `Home`)
+        if _get_running_loop() is home._loop:
+            _wake(fut)
+            return
+    elif get_ident() == thread:
+        _wake(fut)
         return
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody can receive any more
-        loop.call_soon_threadsafe(_wake, waiter)
+    try:  # noqa: SIM105 - suppress() costs a context manager per cross-thread wake-up
+        home._loop.call_soon_threadsafe(_wake, fut)
+    except RuntimeError:  # a closed loop: nobody can receive any more
+        pass

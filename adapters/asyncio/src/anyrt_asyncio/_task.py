@@ -27,6 +27,7 @@ import logging
 from asyncio import AbstractEventLoop
 from collections.abc import Callable, Coroutine, Generator
 from functools import partial
+from threading import get_ident
 from typing import Any, Protocol, TypeVar
 
 from anyrt import Cancelled, TaskError
@@ -55,9 +56,11 @@ def log_task_error(error: TaskError) -> None:
 
 
 class TaskOwner(Protocol):
-    """What a task needs from its runtime: its loop and its error handler."""
+    """What a task needs from its runtime: its loop, its thread and its error handler."""
 
     _loop: AbstractEventLoop
+    # The thread that holds the loop, 0 if none, None if unknown (see _oneshot.Home).
+    _thread: int | None
 
     def _report(self, error: TaskError) -> None:
         """Hand ``error`` to the runtime's error handler."""
@@ -149,8 +152,9 @@ class AsyncioTask(asyncio.Task[T]):
         Returns:
             False if the loop is closed (nothing will ever run there again).
         """
-        loop = self._anyrt_owner._loop
-        if _get_running_loop() is loop:
+        owner = self._anyrt_owner
+        loop = owner._loop
+        if get_ident() == owner._thread or _get_running_loop() is loop:
             fn(*args)
             return True
         try:
@@ -178,8 +182,8 @@ class AsyncioTask(asyncio.Task[T]):
 
         Safe from any thread: from another thread the request is posted to the loop.
         """
-        loop = self._anyrt_owner._loop
-        if _get_running_loop() is loop:
+        owner = self._anyrt_owner
+        if get_ident() == owner._thread or _get_running_loop() is owner._loop:
             if self._anyrt_pending is not None:
                 self._anyrt_start()
             return _task_cancel(self, msg)
@@ -242,8 +246,9 @@ class AsyncioTask(asyncio.Task[T]):
     __iter__ = __await__
 
     def _check_awaiter(self) -> AbstractEventLoop:
-        loop = self._anyrt_owner._loop
-        if _get_running_loop() is not loop:
+        owner = self._anyrt_owner
+        loop = owner._loop
+        if get_ident() != owner._thread and _get_running_loop() is not loop:
             raise RuntimeError(
                 f"task {self.name!r} belongs to another event loop: await it from a task "
                 "of the runtime that spawned it (to wait from elsewhere, send its result "
