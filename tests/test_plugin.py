@@ -268,7 +268,11 @@ def _virtual_ids() -> list[str]:
     Every conformance variant that does not ask for real time, with ``clock="virtual"``.
     """
     ids = ["single-threaded[clock=virtual]", "single-threaded[seed=1,clock=virtual]"]
-    ids += [f"{name}[clock=virtual]" for name in ("asyncio", "trio") if name in anyrt.backends()]
+    ids += [
+        f"{name}[clock=virtual]"
+        for name in ("asyncio", "trio", "uvloop")
+        if name in anyrt.backends()
+    ]
     return sorted(ids)
 
 
@@ -296,7 +300,7 @@ def test_virtual_runtime_runs_on_every_backend_with_virtual_time(
     pytester.makepyfile(VIRTUAL_HOUR)
     result = _run(pytester, "-v")
     ids = _virtual_ids()
-    result.assert_outcomes(passed=len(ids))  # not work-stealing, thread-per-core, uvloop
+    result.assert_outcomes(passed=len(ids))  # not work-stealing, thread-per-core
     result.stdout.fnmatch_lines(
         [_passed("test_an_hour_passes_at_once", test_id) for test_id in ids]
     )
@@ -319,7 +323,8 @@ def test_virtual_runtime_follows_the_chosen_backends(pytester: pytest.Pytester) 
 
 
 @pytest.mark.parametrize(
-    "spec", ["work-stealing", "uvloop", "single-threaded:clock=real", "asyncio:clock=real"]
+    "spec",
+    ["work-stealing", "uvloop:clock=real", "single-threaded:clock=real", "asyncio:clock=real"],
 )
 def test_virtual_runtime_skips_when_no_chosen_backend_has_virtual_time(
     pytester: pytest.Pytester, spec: str

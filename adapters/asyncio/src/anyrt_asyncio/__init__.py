@@ -4,7 +4,8 @@ Layers, from the loop outwards:
 
 * ``_task`` (`AsyncioTask`, an `asyncio.Task` that keeps the `anyrt.Task` contract),
   ``_oneshot``, ``_time`` and ``_streams`` - the protocol pieces, on one event loop;
-* ``_virtual`` - the virtual-time selector loop behind ``clock="virtual"``;
+* ``_virtual`` - the virtual-time selector loop behind ``clock="virtual"``, and
+  ``_uvloop_virtual``, its uvloop counterpart (imported with ``_uvloop``);
 * ``_runtime`` (`AsyncioRuntime`, which owns its loop), ``_borrowed`` (`current`, which
   borrows a running one) and ``_uvloop`` (the ``uvloop`` backend, imported only when
   selected);

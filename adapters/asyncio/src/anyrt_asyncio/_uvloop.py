@@ -4,25 +4,23 @@ This module imports uvloop at import time, so that selecting the backend without
 installed fails while the entry point loads - which `anyrt.runtime` reports as
 `anyrt.BackendNotFound`, naming ``anyrt[uvloop]`` - rather than later.
 
-uvloop has no virtual time. On the selector loop, virtual time works because the loop's
-idle wait is a Python ``selector.select(timeout)`` call that can be replaced, and its
-timers read a Python ``time()``. uvloop's loop is libuv's: the timers are libuv timers on
-libuv's own millisecond clock, the wait is ``epoll_wait`` inside ``uv_run`` with a
-timeout libuv computes from those timers, and the ready queue it runs is not visible
-from Python. So "nothing is ready, only timers are pending" cannot be observed, and
-jumping the clock without observing it would cut real work short. ``clock="virtual"``
-raises `ValueError` naming the ``asyncio`` backend, which runs the same code on the
-selector loop with virtual time.
+With ``clock="virtual"`` the loop is a `VirtualTimeUvloop` (see `_uvloop_virtual`):
+uvloop's timers and idle wait are in C, so its timers are kept in Python instead and a
+probe callback watches uvloop's ready queue to tell when the loop is idle.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, ClassVar, final
 
 import uvloop
 
-from ._runtime import AsyncioRuntime, LoopRuntime
+from anyrt import VirtualClock
+
+from ._runtime import AsyncioRuntime
 from ._task import ErrorHandler
+from ._uvloop_virtual import VirtualTimeUvloop
 
 
 @final
@@ -31,34 +29,32 @@ class UvloopRuntime(AsyncioRuntime):
 
     Args:
         debug: run the loop in asyncio's debug mode.
-        clock: ``"real"`` only (see the module's documentation for why).
+        clock: ``"real"`` (default), ``"virtual"`` or a `anyrt.VirtualClock`: with
+            virtual time, idle time jumps to the next deadline (see
+            ``anyrt_asyncio._uvloop_virtual``), as on the ``asyncio`` backend.
         error_handler: receives failures nobody will observe (default: log them).
-
-    Raises:
-        ValueError: ``clock`` is not ``"real"``.
     """
 
-    capabilities: tuple[str, ...] = LoopRuntime.capabilities
-    conformance_options: ClassVar[tuple[dict[str, Any], ...]] = ({},)
+    conformance_options: ClassVar[tuple[dict[str, Any], ...]] = ({}, {"clock": "virtual"})
 
     def __init__(
         self,
         *,
         debug: bool = False,
-        clock: str = "real",
+        clock: VirtualClock | str = "real",
         error_handler: ErrorHandler | None = None,
     ) -> None:
-        if clock != "real":
-            raise ValueError(
-                f"the uvloop backend runs on real time only (clock={clock!r}): libuv's "
-                "timers and its idle wait are in C and consult no Python clock, so idle time "
-                "cannot be detected and skipped. For virtual time use "
-                "anyrt.runtime('asyncio', clock='virtual'), the same asyncio code on the "
-                "selector loop."
-            )
+        real = clock in ("real", "monotonic", None)
         super().__init__(
-            loop_factory=uvloop.new_event_loop, debug=debug, error_handler=error_handler
+            loop_factory=uvloop.new_event_loop if real else None,
+            debug=debug,
+            clock=clock,
+            error_handler=error_handler,
         )
+
+    def _virtual_loop(self, clock: VirtualClock) -> asyncio.AbstractEventLoop:
+        """Make the loop for a virtual ``clock``: uvloop with Python-level timers."""
+        return VirtualTimeUvloop(clock)
 
 
 if TYPE_CHECKING:
