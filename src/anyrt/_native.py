@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
-import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Generator
@@ -22,7 +21,16 @@ from ._exceptions import Cancelled, TaskError
 from ._instrument import Instrument, emit, instrumented
 from ._oneshot import NativeReceiver, NativeSender
 from ._protocols import Receiver, Sender
-from ._task import DONE, YIELD, LocalTask, NativeTask, TaskInfo, Worker, check_coroutine
+from ._task import (
+    DONE,
+    YIELD,
+    LocalTask,
+    NativeTask,
+    TaskInfo,
+    Worker,
+    check_coroutine,
+    write_task_table,
+)
 from ._timers import TimerEntry
 from ._validate import check_deadline, check_seconds
 
@@ -238,13 +246,7 @@ class NativeRuntime(ABC):
         For a debugging request, e.g. on SIGUSR1 through `signals` on the threaded
         runtimes.
         """
-        out = sys.stderr if file is None else file
-        infos = self.tasks()
-        out.write(f"{self!r}: {len(infos)} live task(s)\n")
-        for info in infos:
-            where = f"  {info.where}" if info.where else ""
-            out.write(f"  {info.age:9.3f}s  {info.state:<9}  {info.name}{where}\n")
-        out.flush()
+        write_task_table(file, self, self.tasks())
 
     def instrument(self, instrument: Instrument) -> None:
         """Report the events of tasks spawned from now on to ``instrument``.

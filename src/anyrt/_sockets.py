@@ -12,11 +12,12 @@ import itertools
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, final
+from functools import partial
+from typing import Any, Generic, Protocol, TypeVar, final
 
 from ._exceptions import ClosedResourceError
 from ._listener import AsyncResource, serve_listener
-from ._protocols import ByteStream, FileDescriptorLike, FullExecutor, Task
+from ._protocols import BlockingExecutor, ByteStream, FileDescriptorLike, FullExecutor, Task
 from ._reactor import READ, WRITE
 from ._validate import check_port, check_positive_int
 
@@ -30,18 +31,31 @@ _MAX_RECEIVE = 1 << 20
 _next_token = itertools.count(1).__next__
 
 
-class SocketRuntime(FullExecutor, Protocol):
+class SocketWaits(Protocol):
+    """The readiness waits a socket needs from its runtime, and the close notification."""
+
+    def _wait_socket(self, sock: socket.socket, events: int, owner: int) -> Awaitable[None]:
+        """Wait until ``sock`` is ready for ``events`` (`READ` or `WRITE`).
+
+        ``owner`` (from `_next_token`) lets a reactor keep the kernel's interest
+        between waits of one socket.
+        """
+        ...
+
+    def _notify_closing(self, sock: socket.socket) -> None:
+        """``sock`` is about to be closed: wake every task waiting on it."""
+        ...
+
+
+class SocketRuntime(SocketWaits, FullExecutor, Protocol):
     """What the socket layer needs from a runtime."""
 
     async def wait_readable(self, sock: FileDescriptorLike) -> None: ...
 
     async def wait_writable(self, sock: FileDescriptorLike) -> None: ...
 
-    def _wait_socket(self, sock: socket.socket, events: int, owner: int) -> Awaitable[None]:
-        """Wait like `wait_readable`/`wait_writable`, keeping the kernel's interest."""
-        ...
 
-    def _notify_closing(self, sock: socket.socket) -> None: ...
+R = TypeVar("R", bound=SocketWaits)
 
 
 @final
@@ -138,31 +152,22 @@ class SocketStream(AsyncResource):
         self.socket.close()
 
 
-@final
-class SocketListener(AsyncResource):
-    """A listening socket; implements `anyrt.Listener`."""
+class ListeningSocket(AsyncResource, Generic[R]):
+    """A listening socket: its address, the accept loop and `aclose`.
 
-    __slots__ = ("_closed", "_runtime", "_spawn", "_token", "socket")
+    The base of `SocketListener` and of the asyncio adapter's listener, which make the
+    accepted sockets streams each its own way.
+    """
 
-    def __init__(
-        self,
-        runtime: SocketRuntime,
-        sock: socket.socket,
-        *,
-        spawn: Callable[..., Task[Any]] | None = None,
-    ) -> None:
+    __slots__ = ("_closed", "_runtime", "_token", "socket")
+
+    def __init__(self, runtime: R, sock: socket.socket) -> None:
         sock.setblocking(False)
         self._token = _next_token()
         self._runtime = runtime
-        # Where `serve` starts each connection's handler (default: runtime.spawn).
-        self._spawn = spawn or runtime.spawn
+        #: The listening non-blocking socket.
         self.socket = sock
         self._closed = False
-
-    def __repr__(self) -> str:
-        if self._closed:
-            return "<anyrt SocketListener (closed)>"
-        return f"<anyrt SocketListener {self.socket.getsockname()!r}>"
 
     @property
     def address(self) -> tuple[str, int]:
@@ -172,15 +177,15 @@ class SocketListener(AsyncResource):
             return (name, 0)
         return (str(name[0]), int(name[1]))
 
-    async def accept(self) -> SocketStream:
-        """Wait for the next connection."""
+    async def _accept_socket(self) -> socket.socket:
+        """Wait for the next connection and return its socket."""
         while True:
-            stream = self._accept_now()
-            if stream is not None:
-                return stream
+            conn = self._accept_pending()
+            if conn is not None:
+                return conn
             await self._runtime._wait_socket(self.socket, READ, self._token)
 
-    def _accept_now(self) -> SocketStream | None:
+    def _accept_pending(self) -> socket.socket | None:
         """Accept a pending connection; None if there is none yet.
 
         Raises:
@@ -200,11 +205,7 @@ class SocketListener(AsyncResource):
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     raise
                 continue  # ECONNABORTED and friends: that connection is gone, go on
-            return SocketStream(self._runtime, conn)
-
-    async def serve(self, handler: Callable[[ByteStream], Awaitable[object]]) -> None:
-        """Accept until closed or cancelled, spawning ``handler(stream)`` per connection."""
-        await serve_listener(self, self._spawn, handler)
+            return conn
 
     async def aclose(self) -> None:
         """Stop listening; a task waiting in `accept` gets `ClosedResourceError`."""
@@ -213,6 +214,56 @@ class SocketListener(AsyncResource):
         self._closed = True
         self._runtime._notify_closing(self.socket)
         self.socket.close()
+
+
+@final
+class SocketListener(ListeningSocket[SocketRuntime]):
+    """A listening socket; implements `anyrt.Listener`."""
+
+    __slots__ = ("_spawn",)
+
+    def __init__(
+        self,
+        runtime: SocketRuntime,
+        sock: socket.socket,
+        *,
+        spawn: Callable[..., Task[Any]] | None = None,
+    ) -> None:
+        super().__init__(runtime, sock)
+        # Where `serve` starts each connection's handler (default: runtime.spawn).
+        self._spawn = spawn or runtime.spawn
+
+    def __repr__(self) -> str:
+        if self._closed:
+            return "<anyrt SocketListener (closed)>"
+        return f"<anyrt SocketListener {self.socket.getsockname()!r}>"
+
+    async def accept(self) -> SocketStream:
+        """Wait for the next connection."""
+        return SocketStream(self._runtime, await self._accept_socket())
+
+    def _accept_now(self) -> SocketStream | None:
+        """Accept a pending connection; None if there is none yet (see `_accept_pending`)."""
+        conn = self._accept_pending()
+        return None if conn is None else SocketStream(self._runtime, conn)
+
+    async def serve(self, handler: Callable[[ByteStream], Awaitable[object]]) -> None:
+        """Accept until closed or cancelled, spawning ``handler(stream)`` per connection."""
+        await serve_listener(self, self._spawn, handler)
+
+
+async def getaddrinfo(
+    runtime: BlockingExecutor, host: str | None, port: int, kind: int, flags: int
+) -> list[tuple[Any, ...]]:
+    """``socket.getaddrinfo``: a numeric address at once, a name in the blocking pool."""
+    try:
+        return socket.getaddrinfo(host, port, 0, kind, 0, flags | socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass
+    infos: list[tuple[Any, ...]] = await runtime.spawn_blocking(
+        socket.getaddrinfo, host, port, 0, kind, 0, flags
+    )
+    return infos
 
 
 async def _resolve(
@@ -236,12 +287,28 @@ async def connect_tcp(runtime: SocketRuntime, host: str, port: int) -> SocketStr
     """
     port = check_port(port)
     infos = await _resolve(runtime, host, port)
+    sock = await connect_first(host, infos, partial(_connect, runtime))
+    return SocketStream(runtime, sock)
+
+
+async def connect_first(
+    host: str,
+    infos: list[tuple[Any, ...]],
+    connect: Callable[[socket.socket, Any], Awaitable[object]],
+) -> socket.socket:
+    """Try each of ``host``'s addresses (``getaddrinfo``'s ``infos``) in turn.
+
+    Returns the first non-blocking socket that ``connect(sock, address)`` connects.
+
+    Raises:
+        OSError: the last error, as the OS reported it, if no address answered.
+    """
     last: OSError | None = None
     for family, kind, proto, _, address in infos:
         sock = socket.socket(family, kind, proto)
         try:
             sock.setblocking(False)
-            await _connect(runtime, sock, address)
+            await connect(sock, address)
         except OSError as exc:
             sock.close()
             last = exc
@@ -249,7 +316,7 @@ async def connect_tcp(runtime: SocketRuntime, host: str, port: int) -> SocketStr
         except BaseException:
             sock.close()
             raise
-        return SocketStream(runtime, sock)
+        return sock
     if last is None:  # pragma: no cover - getaddrinfo raises rather than return nothing
         raise OSError(errno.EHOSTUNREACH, f"no address found for {host!r}")
     raise last
@@ -339,6 +406,11 @@ async def listen_unix(
 
     ``spawn`` is where `SocketListener.serve` starts handlers (default: runtime.spawn).
     """
+    return SocketListener(runtime, bind_unix(path), spawn=spawn)
+
+
+def bind_unix(path: str | os.PathLike[str]) -> socket.socket:
+    """Create a listening Unix-domain stream socket at ``path`` (which must not exist)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(os.fspath(path))
@@ -346,4 +418,4 @@ async def listen_unix(
     except BaseException:
         sock.close()
         raise
-    return SocketListener(runtime, sock, spawn=spawn)
+    return sock

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import sys
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from functools import partial
 from threading import get_ident
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TextIO, TypeVar
 
 from ._exceptions import Cancelled, TaskError
 
@@ -367,6 +368,19 @@ class TaskInfo:
     age: float
 
 
+def write_task_table(file: TextIO | None, runtime: object, infos: list[TaskInfo]) -> None:
+    """Write ``runtime``'s `TaskInfo` snapshot as a table to ``file`` (default: stderr).
+
+    The body of every backend's ``dump_tasks``.
+    """
+    out = sys.stderr if file is None else file
+    out.write(f"{runtime!r}: {len(infos)} live task(s)\n")
+    for info in infos:
+        where = f"  {info.where}" if info.where else ""
+        out.write(f"  {info.age:9.3f}s  {info.state:<9}  {info.name}{where}\n")
+    out.flush()
+
+
 class SharedTask(NativeTask[T]):
     """A task that may be woken, cancelled and run from any thread (work stealing).
 
@@ -634,15 +648,24 @@ class _Join:
 _PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__))
 
 
-def describe_suspension(coro: Any) -> str:
+def describe_suspension(
+    coro: Any,
+    library_dirs: tuple[str, ...] = (_PACKAGE_DIR,),
+    *,
+    outermost_call: bool = False,
+    show_awaited: bool = True,
+) -> str:
     """Follow a coroutine's await chain and say where it is suspended.
 
-    Names the innermost frame of user code (outside anyrt), then the anyrt call it is
-    in and the object it awaits, e.g.
+    Names the innermost frame of user code (outside ``library_dirs``: anyrt's), then
+    the library call it is in - the innermost frame, or with ``outermost_call`` the
+    one the user's code called - and the object it awaits (unless not
+    ``show_awaited``), e.g.
     ``"consumer (app.py:12), in Channel.receive, awaiting <anyrt oneshot waiting>"``.
     """
     user: str | None = None
     inner: str | None = None
+    called: str | None = None
     awaited: object = None
     for _ in range(100):
         if coro is None:
@@ -653,15 +676,22 @@ def describe_suspension(coro: Any) -> str:
             break
         code = frame.f_code
         inner = f"{code.co_qualname} ({code.co_filename}:{frame.f_lineno})"
-        if not code.co_filename.startswith(_PACKAGE_DIR):
+        if not code.co_filename.startswith(library_dirs):
             user = inner
+            called = None
+        elif called is None:
+            called = code.co_qualname  # the library call the user's code made
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
     if inner is None:
         return "not started"
     parts = [user or inner]
-    if user is not None and inner != user:
-        parts.append(f"in {inner.split(' (')[0]}")
-    if awaited is not None:
+    if user is not None:
+        if outermost_call:
+            if called is not None:
+                parts.append(f"in {called}")
+        elif inner != user:
+            parts.append(f"in {inner.split(' (')[0]}")
+    if show_awaited and awaited is not None:
         parts.append(f"awaiting {awaited!r}")
     return ", ".join(parts)
 

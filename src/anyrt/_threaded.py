@@ -23,7 +23,7 @@ from ._blocking import BlockingPool
 from ._exceptions import Cancelled
 from ._native import ErrorHandler, NativeRuntime, thread_state
 from ._protocols import ByteStream, FileDescriptorLike, Listener, Receiver, Sender
-from ._signals import SignalInstaller, SignalReceiver
+from ._signals import MainWaiter, SignalInstaller, SignalReceiver, close_signal_sockets
 from ._sockets import (
     SocketListener,
     SocketStream,
@@ -66,44 +66,6 @@ class Inbox:
             fn()
 
 
-class BlockOnWaiter:
-    """Stands in for a task in a waiter list: `block_on`'s thread waits on it.
-
-    While it waits, that thread also runs the calls that tasks hand it with `call`:
-    what only the main thread may do (installing signal handlers).
-    """
-
-    __slots__ = ("_calls", "_cond", "done")
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._calls: list[Callable[[], object]] = []
-        self.done = False
-
-    def wake(self) -> None:
-        with self._cond:
-            self.done = True
-            self._cond.notify()
-
-    def call(self, fn: Callable[[], object]) -> None:
-        """Have the waiting thread run ``fn`` soon; safe from any thread."""
-        with self._cond:
-            self._calls.append(fn)
-            self._cond.notify()
-
-    def wait(self) -> None:
-        """Run the handed calls until the main task has finished."""
-        while True:
-            with self._cond:
-                while not self.done and not self._calls:
-                    self._cond.wait()
-                calls, self._calls = self._calls, []
-            if not calls:
-                return
-            for fn in calls:
-                fn()
-
-
 class ThreadedRuntime(NativeRuntime):
     """Base of the runtimes whose tasks run on threads of their own, on the OS reactor.
 
@@ -119,8 +81,8 @@ class ThreadedRuntime(NativeRuntime):
         self._tasks_done = threading.Condition(self._tasks_lock)
         self._now_fn = time.monotonic
         self._blocking = BlockingPool(f"anyrt-{self.name}", max_threads=max_blocking_threads)
-        self._main_waiter: BlockOnWaiter | None = None
-        self._signals = SignalInstaller(self)
+        self._main_waiter: MainWaiter | None = None
+        self._signals = SignalInstaller(partial(close_signal_sockets, self))
 
     # -- what a backend provides ------------------------------------------------------
 
@@ -210,7 +172,7 @@ class ThreadedRuntime(NativeRuntime):
         self._check_block_on(coro)
         main = self._place(coro, None, "block_on")
         self._register(main, coro)
-        waiter = BlockOnWaiter()
+        waiter = MainWaiter()
         main._join(waiter)  # type: ignore[arg-type]
         on_main_thread = threading.current_thread() is threading.main_thread()
         if on_main_thread:

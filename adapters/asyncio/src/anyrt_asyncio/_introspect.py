@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 import anyrt
 from anyrt import TaskInfo
+from anyrt._task import describe_suspension, write_task_table
 
 from ._task import AsyncioTask
 
@@ -24,42 +24,6 @@ if TYPE_CHECKING:
 _LIBRARY_DIRS: Final = tuple(
     os.path.dirname(os.path.abspath(path)) + os.sep for path in (anyrt.__file__, __file__)
 )
-
-
-def describe_suspension(coro: Any) -> str:
-    """Follow a coroutine's await chain and say where it is suspended.
-
-    Names the innermost frame of user code (outside anyrt and this adapter), then the
-    library call it made, as the native runtimes do:
-    ``"consumer (app.py:12), in Event.wait"``.
-    """
-    user: str | None = None
-    inner: str | None = None
-    called: str | None = None
-    awaited: object = None
-    for _ in range(100):
-        if coro is None:
-            break
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is None:
-            awaited = coro
-            break
-        code = frame.f_code
-        inner = f"{code.co_qualname} ({code.co_filename}:{frame.f_lineno})"
-        if not code.co_filename.startswith(_LIBRARY_DIRS):
-            user = inner
-            called = None
-        elif called is None:
-            called = code.co_qualname  # the library call the user's code is in
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    if inner is None:
-        return "not started"
-    parts = [user or inner]
-    if user is not None and called is not None:
-        parts.append(f"in {called}")
-    if awaited is not None:
-        parts.append(f"awaiting {awaited!r}")
-    return ", ".join(parts)
 
 
 def task_infos(runtime: LoopRuntime) -> list[TaskInfo]:
@@ -77,7 +41,7 @@ def task_infos(runtime: LoopRuntime) -> list[TaskInfo]:
         if task is running:
             infos.append(TaskInfo(task.get_name(), "running", "", now - born))
         elif task._fut_waiter is not None:  # type: ignore[attr-defined]
-            where = describe_suspension(task.get_coro())
+            where = describe_suspension(task.get_coro(), _LIBRARY_DIRS, outermost_call=True)
             infos.append(TaskInfo(task.get_name(), "parked", where, now - born))
         else:
             infos.append(TaskInfo(task.get_name(), "scheduled", "", now - born))
@@ -87,10 +51,4 @@ def task_infos(runtime: LoopRuntime) -> list[TaskInfo]:
 
 def dump_tasks(runtime: LoopRuntime, file: TextIO | None) -> None:
     """Write ``runtime.tasks()`` as a table to ``file`` (default: standard error)."""
-    out = sys.stderr if file is None else file
-    infos = runtime.tasks()
-    out.write(f"{runtime!r}: {len(infos)} live task(s)\n")
-    for info in infos:
-        where = f"  {info.where}" if info.where else ""
-        out.write(f"  {info.age:9.3f}s  {info.state:<9}  {info.name}{where}\n")
-    out.flush()
+    write_task_table(file, runtime, runtime.tasks())

@@ -23,9 +23,10 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
+from threading import get_ident
 from types import CoroutineType, TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Final, ParamSpec, Self, TextIO, TypeVar
 
@@ -41,9 +42,11 @@ from anyrt import (
     TLSStream,
     VirtualClock,
 )
+from anyrt._reactor import READ
+from anyrt._udp import UDPSocket, open_udp
 
 from . import _introspect
-from ._oneshot import AsyncioReceiver, AsyncioSender, remember_loop
+from ._oneshot import AsyncioOneshot, remember_loop
 from ._signals import AsyncioSignalReceiver
 from ._streams import (
     AsyncioListener,
@@ -55,7 +58,6 @@ from ._streams import (
 )
 from ._task import AsyncioTask, ErrorHandler, log_task_error, report
 from ._time import YIELD, CallAt, Interval, Timeout, checked_deadline, set_done, sleep_until
-from ._udp import AsyncioDatagramSocket, open_udp
 from ._validate import check_coroutine, check_host, check_name, check_port, check_seconds, fileno
 from ._virtual import VirtualTimeLoop
 
@@ -83,7 +85,8 @@ except ImportError:  # pragma: no cover - sniffio is a dev dependency
 
 def loop_name(loop: asyncio.AbstractEventLoop) -> str:
     """Return ``"uvloop"`` for a uvloop loop, ``"asyncio"`` for any other."""
-    return "uvloop" if type(loop).__module__.partition(".")[0] == "uvloop" else "asyncio"
+    uvloop = any(cls.__module__.partition(".")[0] == "uvloop" for cls in type(loop).__mro__)
+    return "uvloop" if uvloop else "asyncio"
 
 
 def real_call_at(loop: asyncio.AbstractEventLoop) -> CallAt:
@@ -120,7 +123,6 @@ class LoopRuntime:
         self._loop = loop
         self.name: str = loop_name(loop)
         self._lock = threading.Lock()
-        self._oneshot_lock = threading.Lock()
         remember_loop(loop)
         self._closed = False
         self._virtual_clock = virtual_clock
@@ -134,6 +136,8 @@ class LoopRuntime:
             self._call_at = loop.call_at
         # Tasks waiting for a file descriptor, per (fd, readable): see _wait_io.
         self._io_waiters: dict[tuple[int, bool], list[asyncio.Future[None]]] = {}
+        # The thread that holds the loop, 0 if none, None if unknown: see _oneshot.Home.
+        self._thread: int | None = None
         self._signal_receiver: AsyncioSignalReceiver | None = None
 
     if TYPE_CHECKING:
@@ -190,7 +194,7 @@ class LoopRuntime:
         elif type(name) is not str:
             name = check_name(name, coro, "spawn")
         loop = self._loop
-        if _get_running_loop() is not loop:
+        if get_ident() != self._thread and _get_running_loop() is not loop:
             return self._spawn_from_outside(coro, name)
         if self._closed:
             raise self._refuse(coro)
@@ -235,15 +239,14 @@ class LoopRuntime:
 
         Safe from any thread; the receiver is awaited by one task of this runtime.
         """
-        # The hot path of every wake-up: the halves are made without their __init__ frames.
-        receiver: AsyncioReceiver[T] = _new_object(AsyncioReceiver)
-        receiver._loop = self._loop
-        receiver._lock = self._oneshot_lock
-        receiver._state = 0  # empty
-        receiver._waiter = None
-        sender: AsyncioSender[T] = _new_object(AsyncioSender)
-        sender._receiver = receiver
-        return sender, receiver
+        # The hot path of every wake-up: one object, both halves, made without the frame
+        # of its __init__ (which it mirrors).
+        oneshot: AsyncioOneshot[T] = _new_object(AsyncioOneshot)
+        oneshot._home = self
+        oneshot._state = 0  # empty
+        oneshot._fut = None
+        oneshot._open = True
+        return oneshot, oneshot
 
     async def spawn_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args, **kwargs)`` in the loop's default executor, in a copy of the context.
@@ -357,6 +360,16 @@ class LoopRuntime:
             if (fd, readable) in self._io_waiters:
                 self._io_ready((fd, readable))
 
+    def _wait_socket(self, sock: socket.socket, events: int, owner: int) -> Awaitable[None]:
+        """`_wait_io` for ``sock``, for the core's `anyrt.UDPSocket` and listener (no ``owner``)."""
+        return self._wait_io(sock.fileno(), readable=events == READ)
+
+    def _notify_closing(self, sock: socket.socket) -> None:
+        """``sock`` is about to be closed: wake its waiters (see `_forget_io`)."""
+        fd = sock.fileno()
+        if fd >= 0:
+            self._forget_io(fd)
+
     async def _stream_from_socket(self, sock: socket.socket, *, accepted: bool) -> AsyncioStream:
         """Hand a connected socket to the loop as a transport, with a stream on top."""
         loop = self._loop
@@ -414,7 +427,7 @@ class LoopRuntime:
         listener = await listen_tcp(self, check_host(host), check_port(port), reuse_port=reuse_port)
         return listener if ssl is None else TLSListener(self, listener, ssl)
 
-    async def open_udp(self, local_host: str, local_port: int) -> AsyncioDatagramSocket:
+    async def open_udp(self, local_host: str, local_port: int) -> UDPSocket:
         """Bind a UDP socket (an `anyrt.DatagramSocket`) to ``local_host:local_port``."""
         self._check_open()
         return await open_udp(self, local_host, local_port)
@@ -501,7 +514,7 @@ class AsyncioRuntime(LoopRuntime):
                     "clock='virtual' runs the runtime on its own virtual-time selector "
                     "loop, so it cannot be combined with loop_factory; drop one of them"
                 )
-            loop: asyncio.AbstractEventLoop = VirtualTimeLoop(virtual_clock)
+            loop: asyncio.AbstractEventLoop = self._virtual_loop(virtual_clock)
         else:
             loop = _new_loop(loop_factory)
         loop.set_debug(debug)
@@ -513,9 +526,14 @@ class AsyncioRuntime(LoopRuntime):
         if virtual_clock is None:
             self.capabilities = tuple(c for c in self.capabilities if c != "virtual-time")
         self._running = False  # block_on or close is running the loop
+        self._thread = 0  # and its thread, while it does
         self._idle = threading.Event()  # set while nobody runs the loop
         self._idle.set()
         self._close_hooks: list[Callable[[], object]] = []
+
+    def _virtual_loop(self, clock: VirtualClock) -> asyncio.AbstractEventLoop:
+        """Make the loop for a virtual ``clock``: the selector loop of `_virtual`."""
+        return VirtualTimeLoop(clock)
 
     # -- running the loop -------------------------------------------------------------
 
@@ -579,6 +597,7 @@ class AsyncioRuntime(LoopRuntime):
                     "another thread; spawn() the coroutine onto it instead"
                 )
             self._running = True
+            self._thread = get_ident()
             self._idle.clear()
         saved = None
         if sniffio_state is not None:
@@ -590,6 +609,7 @@ class AsyncioRuntime(LoopRuntime):
                 sniffio_state.name = saved
             with self._lock:
                 self._running = False
+                self._thread = 0
                 self._idle.set()
 
     # -- lifecycle --------------------------------------------------------------------

@@ -15,40 +15,24 @@ handler) leaves that program's handler in place.
 from __future__ import annotations
 
 import asyncio
-import collections
 import signal
 import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from anyrt import ClosedResourceError
+from anyrt._signals import SignalQueue
 
 if TYPE_CHECKING:
     from ._runtime import LoopRuntime
 
-_UNCATCHABLE = {getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name)}
 
-
-def check_signums(signums: tuple[int, ...]) -> frozenset[int]:
-    """Return ``signums`` as a set, or raise naming what is wrong (as the native runtimes)."""
-    if not signums:
-        raise ValueError("signals() needs at least one signal number, e.g. signal.SIGTERM")
-    valid = signal.valid_signals()
-    for signum in signums:
-        if isinstance(signum, bool) or not isinstance(signum, int):
-            raise TypeError(f"signals() takes signal numbers, not {type(signum).__name__}")
-        if signum not in valid or signum in _UNCATCHABLE:
-            raise ValueError(f"signal {signum} cannot be caught")
-    return frozenset(int(signum) for signum in signums)
-
-
-class AsyncioSignalReceiver:
+class AsyncioSignalReceiver(SignalQueue):
     """The async iterator of ``runtime.signals(...)``; see `AsyncioRuntime.signals`."""
 
     def __init__(self, runtime: LoopRuntime, signums: tuple[int, ...]) -> None:
-        self._signums = check_signums(signums)
+        super().__init__(signums)
         self._runtime = runtime
-        self._pending: collections.deque[signal.Signals] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._previous: dict[int, Any] = {}
         self._active = False
@@ -109,21 +93,15 @@ class AsyncioSignalReceiver:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> signal.Signals:
-        """Wait for the next of the requested signals."""
-        while not self._pending:
-            if not self._active:
-                if self._ended:
-                    raise ClosedResourceError("the signals() block has ended")
-                raise RuntimeError("iterate over signals() inside its `async with` block")
-            if self._waiter is not None:
-                raise RuntimeError("another task is already iterating over this signals() block")
-            waiter = self._waiter = self._runtime.loop.create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-        return self._pending.popleft()
+    async def _wait(self) -> None:
+        if not self._active:
+            if self._ended:
+                raise ClosedResourceError("the signals() block has ended")
+            raise RuntimeError("iterate over signals() inside its `async with` block")
+        if self._waiter is not None:
+            raise RuntimeError("another task is already iterating over this signals() block")
+        waiter = self._waiter = self._runtime.loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None

@@ -14,9 +14,11 @@ it pauses the transport's reading (the kernel then pushes back on the peer), and
 `AsyncioStream.send` waits while the transport's write buffer is above its high-water
 mark (``pause_writing``/``resume_writing``).
 
-A listener is a plain non-blocking socket: `AsyncioListener.accept` tries ``accept()``
-first and waits for readability only when the OS says it would block, so connections
-stay in the kernel's backlog until someone accepts them.
+A listener is a plain non-blocking socket, bound as the native backends bind theirs
+(`anyrt._sockets.bind_tcp`, with the largest backlog the OS allows):
+`AsyncioListener.accept` tries ``accept()`` first and waits for readability only when
+the OS says it would block, so connections stay in the kernel's backlog until someone
+accepts them.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ import os
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self, cast, final
+from typing import TYPE_CHECKING, Any, Final, cast, final
 
 from anyrt import ByteStream, ClosedResourceError
+from anyrt._listener import AsyncResource
+from anyrt._sockets import ListeningSocket, bind_tcp, bind_unix, connect_first, getaddrinfo
 
 from ._validate import check_positive_int
 
@@ -41,34 +44,10 @@ if TYPE_CHECKING:
 READ_HIGH_WATER: Final = 256 * 1024
 #: Reading resumes once the unread bytes fall to this.
 READ_LOW_WATER: Final = 64 * 1024
-#: As large as the OS allows (Linux caps it at net.core.somaxconn), as trio does: a burst
-#: of connections that overflows the accept queue costs each dropped one seconds of
-#: TCP retransmission.
-_LISTEN_BACKLOG: Final = 0xFFFF
-
-
-class _AsyncResource:
-    """``async with resource:`` closes it with ``aclose()``."""
-
-    __slots__ = ()
-
-    async def aclose(self) -> None:  # pragma: no cover - every subclass defines it
-        """Close the resource; idempotent."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 @final
-class AsyncioStream(asyncio.Protocol, _AsyncResource):
+class AsyncioStream(asyncio.Protocol, AsyncResource):
     """A connected TCP or Unix socket on an asyncio transport; implements `anyrt.ByteStream`.
 
     It is also the transport's `asyncio.Protocol` (the ``connection_made`` ...
@@ -274,28 +253,14 @@ class AsyncioStream(asyncio.Protocol, _AsyncResource):
 
 
 @final
-class AsyncioListener(_AsyncResource):
+class AsyncioListener(ListeningSocket["LoopRuntime"]):
     """A listening socket on an asyncio loop; implements `anyrt.Listener`."""
 
-    __slots__ = ("_closed", "_runtime", "socket")
-
-    def __init__(self, runtime: LoopRuntime, sock: socket.socket) -> None:
-        sock.setblocking(False)
-        self._runtime = runtime
-        self.socket = sock
-        self._closed = False
+    __slots__ = ()
 
     def __repr__(self) -> str:
         where = "closed" if self._closed else repr(self.socket.getsockname())
         return f"<anyrt_asyncio AsyncioListener {where}>"
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The bound ``(host, port)`` (for a Unix socket: ``(path, 0)``)."""
-        name = self.socket.getsockname()
-        if isinstance(name, str):
-            return (name, 0)
-        return (str(name[0]), int(name[1]))
 
     async def accept(self) -> AsyncioStream:
         """Wait for and return the next connection.
@@ -304,25 +269,6 @@ class AsyncioListener(_AsyncResource):
             ClosedResourceError: the listener is (or gets) closed.
         """
         return await self._runtime._stream_from_socket(await self._accept_socket(), accepted=True)
-
-    async def _accept_socket(self) -> socket.socket:
-        """Wait for the next connection, and return its socket as accepted."""
-        while True:
-            if self._closed:
-                raise ClosedResourceError("accept() on a closed listener")
-            try:
-                conn, _ = self.socket.accept()
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError as exc:
-                if self._closed or exc.errno == errno.EBADF:
-                    raise ClosedResourceError("the listener was closed") from exc
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    raise
-                continue  # ECONNABORTED and friends: that connection is gone, go on
-            else:
-                return conn
-            await self._runtime._wait_io(self.socket.fileno(), readable=True)
 
     async def serve(self, handler: Callable[[ByteStream], Awaitable[object]]) -> None:
         """Accept until cancelled or closed, spawning ``handler(stream)`` per connection.
@@ -343,15 +289,6 @@ class AsyncioListener(_AsyncResource):
                 return
             runtime.spawn(_serve_one(runtime, handler, conn), name=name).detach()
 
-    async def aclose(self) -> None:
-        """Stop listening; a task waiting in `accept` gets `ClosedResourceError`."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.socket.fileno() >= 0:
-            self._runtime._forget_io(self.socket.fileno())
-        self.socket.close()
-
 
 async def _serve_one(
     runtime: LoopRuntime,
@@ -367,16 +304,7 @@ async def resolve(
 ) -> list[tuple[Any, ...]]:
     """Resolve ``host``: numeric addresses at once, names in the blocking pool."""
     flags = socket.AI_PASSIVE if passive else 0
-    try:
-        return socket.getaddrinfo(
-            host or None, port, 0, socket.SOCK_STREAM, 0, flags | socket.AI_NUMERICHOST
-        )
-    except socket.gaierror:
-        pass
-    infos: list[tuple[Any, ...]] = await runtime.spawn_blocking(
-        socket.getaddrinfo, host or None, port, 0, socket.SOCK_STREAM, 0, flags
-    )
-    return infos
+    return await getaddrinfo(runtime, host or None, port, socket.SOCK_STREAM, flags)
 
 
 async def connect_tcp(runtime: LoopRuntime, host: str, port: int) -> AsyncioStream:
@@ -387,23 +315,8 @@ async def connect_tcp(runtime: LoopRuntime, host: str, port: int) -> AsyncioStre
         OSError: the last other error, as the OS reported it.
     """
     infos = await resolve(runtime, host, port)
-    last: OSError | None = None
-    for family, kind, proto, _, address in infos:
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setblocking(False)
-            await runtime._loop.sock_connect(sock, address)
-        except OSError as exc:
-            sock.close()
-            last = exc
-            continue
-        except BaseException:
-            sock.close()
-            raise
-        return await runtime._stream_from_socket(sock, accepted=False)
-    if last is None:  # pragma: no cover - getaddrinfo raises rather than return nothing
-        raise OSError(errno.EHOSTUNREACH, f"no address found for {host!r}")
-    raise last
+    sock = await connect_first(host, infos, runtime._loop.sock_connect)
+    return await runtime._stream_from_socket(sock, accepted=False)
 
 
 async def connect_unix(runtime: LoopRuntime, path: str | os.PathLike[str]) -> AsyncioStream:
@@ -424,32 +337,9 @@ async def listen_tcp(
     """Bind and listen on the first address ``host`` resolves to."""
     infos = await resolve(runtime, host, port, passive=True)
     family, kind, proto, _, address = infos[0]
-    reuse_port_option = getattr(socket, "SO_REUSEPORT", None)
-    if reuse_port and reuse_port_option is None:
-        raise OSError(errno.ENOPROTOOPT, "SO_REUSEPORT is not available on this platform")
-    sock = socket.socket(family, kind, proto)
-    try:
-        if os.name != "nt":
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port and reuse_port_option is not None:
-            sock.setsockopt(socket.SOL_SOCKET, reuse_port_option, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind(address)
-        sock.listen(_LISTEN_BACKLOG)
-    except BaseException:
-        sock.close()
-        raise
-    return AsyncioListener(runtime, sock)
+    return AsyncioListener(runtime, bind_tcp((family, kind, proto, address), reuse_port=reuse_port))
 
 
 def listen_unix(runtime: LoopRuntime, path: str | os.PathLike[str]) -> AsyncioListener:
     """Listen on a Unix-domain stream socket at ``path`` (which must not exist)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(os.fspath(path))
-        sock.listen(_LISTEN_BACKLOG)
-    except BaseException:
-        sock.close()
-        raise
-    return AsyncioListener(runtime, sock)
+    return AsyncioListener(runtime, bind_unix(path))

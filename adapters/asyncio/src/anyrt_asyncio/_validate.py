@@ -1,28 +1,29 @@
 """Argument checks shared by the adapter's public methods, each naming the fix.
 
 The messages match the native backends' word for word, so that a program moved between
-backends sees the same errors.
+backends sees the same errors: the checks they share are the native backends' own,
+re-exported here.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Coroutine
-from types import CoroutineType
 from typing import Any
 
 from anyrt import FileDescriptorLike
+from anyrt._task import check_coroutine
+from anyrt._validate import check_deadline, check_port, check_positive_int, check_seconds
 
-
-def check_coroutine(coro: object, method: str) -> None:
-    """Raise a `TypeError` naming the fix unless ``coro`` is a coroutine object."""
-    if type(coro) is CoroutineType or isinstance(coro, Coroutine):
-        return
-    if callable(coro):
-        hint = f" Did you mean {method}({getattr(coro, '__name__', 'fn')}(...)) - call it first?"
-    else:
-        hint = ""
-    raise TypeError(f"{method}() takes a coroutine object, not {type(coro).__name__}.{hint}")
+__all__ = [
+    "check_coroutine",
+    "check_deadline",
+    "check_host",
+    "check_name",
+    "check_port",
+    "check_positive_int",
+    "check_seconds",
+    "fileno",
+]
 
 
 def check_name(name: object, coro: Coroutine[Any, Any, Any], method: str) -> str:
@@ -33,49 +34,6 @@ def check_name(name: object, coro: Coroutine[Any, Any, Any], method: str) -> str
         coro.close()
         raise TypeError(f"{method}() name must be a str, not {type(name).__name__}")
     return name
-
-
-def check_seconds(seconds: object, where: str) -> float:
-    """Return ``seconds`` as a float, or raise if it is not a non-negative number.
-
-    Raises:
-        TypeError: not a real number.
-        ValueError: negative or NaN.
-    """
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(f"{where} takes a number of seconds, not {type(seconds).__name__}")
-    if math.isnan(seconds):
-        raise ValueError(f"{where} takes a number of seconds, got NaN")
-    if seconds < 0:
-        raise ValueError(f"{where} takes a non-negative number of seconds, got {seconds!r}")
-    return float(seconds)
-
-
-def check_deadline(deadline: object, where: str) -> float:
-    """Return ``deadline`` as a float, or raise if it is not a real, non-NaN number."""
-    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
-        raise TypeError(f"{where} takes a deadline in seconds, not {type(deadline).__name__}")
-    if math.isnan(deadline):
-        raise ValueError(f"{where} takes a deadline in seconds, got NaN")
-    return float(deadline)
-
-
-def check_positive_int(value: object, where: str) -> int:
-    """Return ``value`` if it is an int of at least 1, else raise."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{where} must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{where} must be at least 1, got {value}")
-    return value
-
-
-def check_port(port: object) -> int:
-    """Return ``port`` if it is an int in 0-65535, else raise `TypeError`/`OverflowError`."""
-    if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"port must be an int, not {type(port).__name__}")
-    if not 0 <= port <= 65535:
-        raise OverflowError(f"port must be 0-65535, got {port}")
-    return port
 
 
 def check_host(host: object) -> str:

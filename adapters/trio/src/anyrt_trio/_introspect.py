@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import inspect
 import os
-import sys
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 import trio
 
 import anyrt
 from anyrt import TaskInfo
+from anyrt._task import describe_suspension, write_task_table
 
 if TYPE_CHECKING:
     from ._runtime import TrioRuntime
@@ -28,35 +28,6 @@ _LIBRARY_DIRS: Final = tuple(
     os.path.dirname(os.path.abspath(path)) + os.sep
     for path in (anyrt.__file__, trio.__file__, __file__)
 )
-
-
-def describe_suspension(coro: Any) -> str:
-    """Follow a coroutine's await chain and say where it is suspended.
-
-    Names the innermost frame of user code (outside anyrt, trio and this adapter), then
-    the library call it made, as the native runtimes do:
-    ``"consumer (app.py:12), in Event.wait"``.
-    """
-    user: str | None = None
-    inner: str | None = None
-    called: str | None = None
-    for _ in range(100):
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is None:
-            break
-        code = frame.f_code
-        inner = f"{code.co_qualname} ({code.co_filename}:{frame.f_lineno})"
-        if not code.co_filename.startswith(_LIBRARY_DIRS):
-            user = inner
-            called = None
-        elif called is None:
-            called = code.co_qualname  # the library call the user's code is in
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    if inner is None:
-        return "not started"
-    if user is not None and called is not None:
-        return f"{user}, in {called}"
-    return user or inner
 
 
 def task_infos(runtime: TrioRuntime) -> list[TaskInfo]:
@@ -74,17 +45,14 @@ def task_infos(runtime: TrioRuntime) -> list[TaskInfo]:
         elif state == inspect.CORO_CREATED:
             infos.append(TaskInfo(task.name, "scheduled", "", now - spawned))
         else:
-            infos.append(TaskInfo(task.name, "parked", describe_suspension(coro), now - spawned))
+            where = describe_suspension(
+                coro, _LIBRARY_DIRS, outermost_call=True, show_awaited=False
+            )
+            infos.append(TaskInfo(task.name, "parked", where, now - spawned))
     infos.sort(key=lambda info: -info.age)
     return infos
 
 
 def dump_tasks(runtime: TrioRuntime, file: TextIO | None) -> None:
     """Write ``runtime.tasks()`` as a table to ``file`` (default: standard error)."""
-    out = sys.stderr if file is None else file
-    infos = runtime.tasks()
-    out.write(f"{runtime!r}: {len(infos)} live task(s)\n")
-    for info in infos:
-        where = f"  {info.where}" if info.where else ""
-        out.write(f"  {info.age:9.3f}s  {info.state:<9}  {info.name}{where}\n")
-    out.flush()
+    write_task_table(file, runtime, runtime.tasks())

@@ -56,12 +56,13 @@ from anyrt import (
     TLSStream,
 )
 from anyrt._native import ErrorHandler, log_task_error, running_native_runtime
+from anyrt._signals import MainWaiter, SignalInstaller
 from anyrt._task import check_coroutine
 from anyrt._validate import check_deadline, check_seconds
 
 from . import _introspect
 from ._oneshot import TrioOneshot
-from ._signals import MainWaiter, SignalInstaller, TrioSignalReceiver
+from ._signals import TrioSignalReceiver, close_signal_sockets
 from ._streams import connect_tcp, listen_tcp
 from ._task import TrioTask, run_task, where
 from ._time import (
@@ -163,7 +164,7 @@ class TrioRuntime:
         # Each live task and when it started, on the run's clock (for tasks()).
         self._born: dict[TrioTask[Any], float] = {}
         self._main_waiter: MainWaiter | None = None
-        self._signals = SignalInstaller(self)
+        self._signals = SignalInstaller(functools.partial(self._call_soon, close_signal_sockets))
         self._idle: trio.Event | None = None
         self._watching = False
         self._nursery: trio.Nursery | None = None
