@@ -152,6 +152,58 @@ def foreign_yield_error(obj: object, runtime_name: str) -> TypeError:
     )
 
 
+_ASYNCIO_HINT: Final = (
+    "this is asyncio code running on the {runtime!r} anyrt runtime, which is not an "
+    "asyncio loop: run it through `await anyrt_asyncio.compat.run(runtime, coro)`, or "
+    "choose the asyncio backend"
+)
+_TRIO_HINT: Final = (
+    "this is trio code running on the {runtime!r} anyrt runtime, which is not trio: "
+    "run it through `await anyrt_trio.compat.run(runtime, async_fn, *args)`, or choose "
+    "the trio backend"
+)
+_ANYIO_HINT: Final = (
+    "this is anyio code running on the {runtime!r} anyrt runtime, and anyio has no "
+    "backend for the native anyrt runtimes (sniffio reports 'anyrt'): run it through "
+    "`await anyrt_asyncio.compat.run(runtime, coro)` or "
+    "`await anyrt_trio.compat.run(runtime, async_fn, *args)`"
+)
+
+
+def explain_foreign_failure(exc: BaseException, runtime_name: str) -> None:
+    """Add a note naming the compat shim to asyncio's, trio's or anyio's "no loop" error.
+
+    Code that expected its own event loop usually fails before it yields anything to
+    the task (``asyncio.sleep`` asks for the running loop first), so
+    `foreign_yield_error` never sees it.
+    """
+    if isinstance(exc, ModuleNotFoundError):
+        if (exc.name or "").startswith("anyio._backends."):
+            hint = _ANYIO_HINT
+        else:
+            return
+    elif type(exc) in (RuntimeError, AttributeError):  # not subclasses: those mean more
+        tb = exc.__traceback__
+        if tb is None:
+            return
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if not isinstance(module, str):
+            return
+        if module.startswith("asyncio.") and isinstance(exc, RuntimeError):
+            hint = _ASYNCIO_HINT
+        elif module.startswith("trio."):
+            hint = _TRIO_HINT
+        else:
+            return
+    else:
+        return
+    note = hint.format(runtime=runtime_name)
+    if note not in getattr(exc, "__notes__", ()):
+        exc.add_note(note)
+
+
 class NativeTask(ABC, Generic[T]):
     """The join handle of a coroutine spawned on a native anyrt runtime.
 
@@ -252,6 +304,7 @@ class NativeTask(ABC, Generic[T]):
         waiters = self._mark_done()
         self._sink._forget(self)
         if exc is not None and not isinstance(exc, Cancelled):
+            explain_foreign_failure(exc, getattr(self._sink, "name", "native"))
             if self._detached:
                 self._sink._report(TaskError(self.name, exc, "detached"))
             else:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
-from contextlib import suppress
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractContextManager, suppress
 from threading import Lock as _ThreadLock
 from types import TracebackType
 from typing import Any, Self, TypeVar, final
@@ -130,14 +130,23 @@ class TaskGroup:
                     self._errors.append(exc)
             self._cancel_children()
         # Wait on the handles themselves: a child cancelled before its first step
-        # never runs any code of ours, but its handle still completes.
+        # never runs any code of ours, but its handle still completes. Once our own
+        # task is cancelled, a runtime whose cancellation is level-triggered (trio)
+        # would raise at every further wait: its ``_shield()`` lets us wait in peace.
+        shield: Callable[[], AbstractContextManager[object]] | None = getattr(
+            self._executor, "_shield", None
+        )
         while True:
             with self._lock:
                 pending = next((child for child in self._children if not child.done()), None)
             if pending is None:
                 break
             try:
-                await pending
+                if cancelled is not None and shield is not None:
+                    with shield():  # see the note on ``shield`` above
+                        await pending
+                else:
+                    await pending
             except self._cancelled_types as outer:
                 if pending.done():
                     continue  # the child's own cancellation, seen through its handle

@@ -162,3 +162,41 @@ def test_awaiting_a_task_outside_any_trio_run_is_refused(rt: TrioRuntime) -> Non
 
 async def _join(task: anyrt.Task[object]) -> object:
     return await task
+
+
+def test_a_cancelled_task_group_waits_for_its_children_without_spinning(
+    rt: TrioRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trio re-raises Cancelled at every wait in a cancelled scope; the group must park."""
+    cancels = 0
+    original = anyrt.TaskGroup._cancel_children
+
+    def counting(self: anyrt.TaskGroup) -> None:
+        nonlocal cancels
+        cancels += 1
+        original(self)
+
+    monkeypatch.setattr(anyrt.TaskGroup, "_cancel_children", counting)
+
+    async def child() -> None:
+        try:
+            await rt.sleep(3600)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(0.2)  # a cleanup that takes a while
+
+    async def parent() -> None:
+        async with anyrt.TaskGroup(rt) as tg:
+            tg.spawn(child())
+
+    async def main() -> None:
+        task = rt.spawn(parent())
+        await rt.sleep(0.01)
+        task.cancel()
+        with pytest.raises(anyrt.Cancelled):
+            await task
+
+    rt.block_on(main())
+    # Once when the cancellation reached the group; a spinning group did it at every
+    # pass of its wait loop, thousands of times in 0.2 s.
+    assert cancels == 1

@@ -527,6 +527,15 @@ class TrioRuntime:
         with self._external:
             return await trio.to_thread.run_sync(call, thread_name=thread_name)
 
+    def _shield(self) -> trio.CancelScope:
+        """A shield for core code that must wait through trio's level-triggered cancellation.
+
+        `anyrt.TaskGroup` waits for its cancelled children under it once its own task
+        has seen the cancellation: otherwise every further wait raises at once and the
+        group spins until the children are done.
+        """
+        return trio.CancelScope(shield=True)
+
     # -- Timer ------------------------------------------------------------------------------
 
     @property
