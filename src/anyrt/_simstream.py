@@ -16,8 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, final
 
 from ._exceptions import ClosedResourceError
-from ._listener import AsyncResource
-from ._listener import _handle as handle_stream
+from ._listener import AsyncResource, serve_listener
 from ._listener import _handler_name as handler_name
 from ._memnet import _Signal
 from ._memudp import MemoryUDPSocket
@@ -299,17 +298,13 @@ class SimListener(AsyncResource):
         Each handler's task is named after the handler and the peer (as in
         ``serve:Server.handle <- app:49152``), to tell them apart in a trace.
         """
-        if not callable(handler):
-            raise TypeError(f"serve() takes an async handler(stream), not {type(handler).__name__}")
         name = handler_name(handler)
-        spawn = self._network.runtime.spawn
-        while True:
-            try:
-                stream = await self.accept()
-            except ClosedResourceError:
-                return
-            host, port = stream.remote
-            spawn(handle_stream(handler, stream), name=f"{name} <- {host}:{port}").detach()
+
+        def task_name(stream: ByteStream) -> str:
+            host, port = stream.remote  # type: ignore[attr-defined]  # a SimStream
+            return f"{name} <- {host}:{port}"
+
+        await serve_listener(self, self._network.runtime.spawn, handler, task_name=task_name)
 
     async def aclose(self) -> None:
         """Stop listening; pending connections are reset, waiting accepts woken."""
