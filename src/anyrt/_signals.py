@@ -51,22 +51,31 @@ class MainWaiter:
     """What `block_on`'s thread waits on: the main task's end, and calls to run meanwhile.
 
     It stands in for a task in the main task's waiter list. Tasks hand it what only
-    the main thread may do (installing signal handlers) with `call`; a Ctrl-C
-    interrupts `wait` as it would any blocking wait.
+    the main thread may do (installing signal handlers) with `call`. `interrupt` (from
+    `block_on`'s SIGINT handler) makes `wait` return early: the handler may run at any
+    point of the main thread, even while this thread holds the condition's lock, so
+    that lock is reentrant and the handler does nothing else.
     """
 
-    __slots__ = ("_calls", "_cond", "_done", "_finished")
+    __slots__ = ("_calls", "_cond", "_done", "_finished", "_interrupted")
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Condition(threading.RLock())
         self._calls: list[Callable[[], object]] = []
         self._done = False
         self._finished = False  # wait() has returned: no call will run any more
+        self._interrupted = False
 
     def wake(self) -> None:
         """The main task has ended: `wait` returns (once the handed calls have run)."""
         with self._cond:
             self._done = True
+            self._cond.notify()
+
+    def interrupt(self) -> None:
+        """Ctrl-C: make `wait` return before the main task has ended."""
+        with self._cond:
+            self._interrupted = True
             self._cond.notify()
 
     def call(self, fn: Callable[[], object]) -> bool:
@@ -78,16 +87,22 @@ class MainWaiter:
             self._cond.notify()
             return True
 
-    def wait(self) -> None:
-        """Run the handed calls until the main task has ended."""
+    def wait(self) -> bool:
+        """Run the handed calls until the main task has ended; True if interrupted first.
+
+        After an interrupt, a second `wait` waits for the end alone.
+        """
         while True:
             with self._cond:
-                while not self._done and not self._calls:
+                while not self._done and not self._calls and not self._interrupted:
                     self._cond.wait()
                 calls, self._calls = self._calls, []
                 if not calls:
+                    if self._interrupted and not self._done:
+                        self._interrupted = False
+                        return True
                     self._finished = True
-                    return
+                    return False
             for fn in calls:
                 fn()
 

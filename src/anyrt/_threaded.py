@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -177,22 +178,30 @@ class ThreadedRuntime(NativeRuntime):
         on_main_thread = threading.current_thread() is threading.main_thread()
         if on_main_thread:
             self._main_waiter = waiter
-        self._launch(main)
+        # Ctrl-C on the main thread: the handler only tells the waiter, so that the
+        # interrupt cannot land in the middle of the runtime's own code (a lock held,
+        # a queue half-updated) as a KeyboardInterrupt raised anywhere would.
+        previous = _defer_sigint(waiter) if on_main_thread else None
         try:
-            waiter.wait()
-        except KeyboardInterrupt:
-            # Ctrl-C on the main thread: cancel the main task, let its `finally` blocks
-            # run, then report the interrupt (a second Ctrl-C stops waiting for them).
-            main.cancel()
-            waiter.wait()
-            raise
+            self._launch(main)
+            interrupted = waiter.wait()
+            if interrupted:
+                # Cancel the main task, let its `finally` blocks run, then report the
+                # interrupt; a second Ctrl-C stops waiting for them.
+                _restore_sigint(previous)
+                previous = None
+                main.cancel()
+                waiter.wait()
         except BaseException:
             main.cancel()
             raise
         finally:
+            _restore_sigint(previous)
             if on_main_thread:
                 self._main_waiter = None
                 self._signals.restore()
+        if interrupted:
+            raise KeyboardInterrupt
         return main.result()
 
     def signals(self, *signums: int) -> SignalReceiver:
@@ -317,3 +326,15 @@ class ThreadedRuntime(NativeRuntime):
                 except BaseException:
                     logger.exception("anyrt: closing task %r raised", task.name)
                 task._finish(None, Cancelled("the runtime was closed"))
+
+
+def _defer_sigint(waiter: MainWaiter) -> Any:
+    """Route SIGINT to ``waiter.interrupt`` if Python's default handler has it."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None  # the application handles SIGINT its own way: leave it alone
+    return signal.signal(signal.SIGINT, lambda signum, frame: waiter.interrupt())
+
+
+def _restore_sigint(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)

@@ -63,6 +63,7 @@ def test_sigint_cancels_main_runs_cleanup_and_raises_keyboard_interrupt(backend:
         out, err = process.communicate(timeout=30)
     finally:
         process.kill()
+        process.communicate()  # reap it and close its pipes, even after a timeout
     # The main task's cleanup ran inside block_on, before the interrupt propagated;
     # the other task's ran in close().
     assert out.splitlines() == ["main cleanup", "block_on is over", "background cleanup"]
@@ -116,6 +117,7 @@ def test_signals_arrive_as_an_async_iterator(backend: str) -> None:
         out, err = process.communicate(timeout=30)
     finally:
         process.kill()
+        process.communicate()  # reap it and close its pipes, even after a timeout
     assert process.returncode == 0, err
     assert out.splitlines() == ["SIGTERM", "['SIGUSR1', 'SIGUSR1', 'SIGTERM']", "True"]
 
