@@ -16,6 +16,8 @@ Layers, from the contract outwards:
 This module only re-exports.
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from ._channel import Channel, EndOfChannel
 from ._clock import Clock, MonotonicClock, VirtualClock
 from ._exceptions import (
@@ -102,3 +104,8 @@ __all__ = (
     "run",
     "runtime",
 )
+
+if _TYPE_CHECKING:  # mypy checks that each bundled runtime is a `Runtime`, as DESIGN.md says
+
+    def _bundled_runtimes_are_runtimes() -> tuple[Runtime, Runtime, Runtime]:
+        return SingleThreaded(), WorkStealing(), ThreadPerCore()
