@@ -682,8 +682,6 @@ class SimHost:
         """
         self._runtime._check_open()
         stream = await self._network.connect_from(self._host, host, port)
-        if ssl is None:
-            return stream
         return await secure_client(self._runtime, stream, ssl, server_hostname or host)
 
     async def listen_tcp(
@@ -692,7 +690,7 @@ class SimHost:
         """Listen on ``host:port`` of this host (port 0 picks a free one; ``ssl``: TLS)."""
         self._runtime._check_open()
         listener = await self._network.listen_on(self._host, host, port, reuse_port=reuse_port)
-        return listener if ssl is None else secure_listener(self._runtime, listener, ssl)
+        return secure_listener(self._runtime, listener, ssl)
 
     async def open_udp(self, local_host: str, local_port: int) -> DatagramSocket:
         """Bind a UDP socket on this host; datagrams cross the simulated links."""

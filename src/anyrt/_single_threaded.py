@@ -458,11 +458,7 @@ class SingleThreaded(NativeRuntime):
         """Connect to a listener in the in-memory network (with ``ssl``: over TLS)."""
         self._check_open()
         stream = await self._network.connect_tcp(host, port)
-        return (
-            stream
-            if ssl is None
-            else await secure_client(self, stream, ssl, server_hostname or host)
-        )
+        return await secure_client(self, stream, ssl, server_hostname or host)
 
     async def listen_tcp(
         self, host: str, port: int, *, reuse_port: bool = False, ssl: SSLContext | None = None
@@ -470,7 +466,7 @@ class SingleThreaded(NativeRuntime):
         """Listen on a virtual ``host:port`` of the in-memory network (with ``ssl``: TLS)."""
         self._check_open()
         listener = await self._network.listen_tcp(host, port, reuse_port=reuse_port)
-        return listener if ssl is None else secure_listener(self, listener, ssl)
+        return secure_listener(self, listener, ssl)
 
     async def open_udp(self, local_host: str, local_port: int) -> DatagramSocket:
         """Bind a UDP socket (`anyrt.DatagramSocket`) in the in-memory network."""

@@ -448,7 +448,7 @@ class ThreadPerCore(ThreadedRuntime):
         """
         self._check_open()
         listener = await self._listen_tcp(host, port, reuse_port)
-        return listener if ssl is None else secure_listener(self, listener, ssl)
+        return secure_listener(self, listener, ssl)
 
     async def _listen_tcp(self, host: str, port: int, reuse_port: bool) -> Listener:
         address = await resolve_listen_address(self, host, port)

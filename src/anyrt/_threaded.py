@@ -243,8 +243,6 @@ class ThreadedRuntime(NativeRuntime):
         """
         self._check_open()
         stream = await connect_tcp(self, host, port)
-        if ssl is None:
-            return stream
         return await secure_client(self, stream, ssl, server_hostname or host)
 
     async def listen_tcp(
@@ -255,7 +253,7 @@ class ThreadedRuntime(NativeRuntime):
         listener = await listen_tcp(
             self, host, port, reuse_port=reuse_port, spawn=self._spawn_connection
         )
-        return listener if ssl is None else secure_listener(self, listener, ssl)
+        return secure_listener(self, listener, ssl)
 
     async def open_udp(self, local_host: str, local_port: int) -> UDPSocket:
         """Bind a UDP socket (`anyrt.DatagramSocket`) to ``local_host:local_port``."""

@@ -314,12 +314,26 @@ class TLSListener(AsyncResource):
 
 
 async def secure_client(
-    executor: Executor, stream: ByteStream, context: ssl.SSLContext, server_hostname: str
-) -> TLSStream:
-    """The client side of ``connect_tcp(..., ssl=context)``: wrap and handshake."""
+    executor: Executor,
+    stream: ByteStream,
+    context: ssl.SSLContext | None,
+    server_hostname: str,
+) -> ByteStream:
+    """The last step of ``connect_tcp(..., ssl=context)`` on every backend.
+
+    Wrap ``stream`` in TLS and complete the handshake; with no context, return it as it is.
+    """
+    if context is None:
+        return stream
     return await TLSStream.wrap(executor, stream, context, server_hostname=server_hostname)
 
 
-def secure_listener(executor: Executor, listener: Listener, context: ssl.SSLContext) -> TLSListener:
-    """The server side of ``listen_tcp(..., ssl=context)``: every accepted stream in TLS."""
-    return TLSListener(executor, listener, context)
+def secure_listener(
+    executor: Executor, listener: Listener, context: ssl.SSLContext | None
+) -> Listener:
+    """The last step of ``listen_tcp(..., ssl=context)`` on every backend.
+
+    Every accepted stream completes a TLS handshake first; with no context, the
+    listener as it is.
+    """
+    return listener if context is None else TLSListener(executor, listener, context)

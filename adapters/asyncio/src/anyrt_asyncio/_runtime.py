@@ -38,11 +38,10 @@ from anyrt import (
     Sender,
     TaskError,
     TaskInfo,
-    TLSListener,
-    TLSStream,
     VirtualClock,
 )
 from anyrt._reactor import READ
+from anyrt._tls import secure_client, secure_listener
 from anyrt._udp import UDPSocket, open_udp
 
 from . import _introspect
@@ -409,9 +408,7 @@ class LoopRuntime:
         self._check_open()
         host = check_host(host)
         stream = await connect_tcp(self, host, check_port(port))
-        if ssl is None:
-            return stream
-        return await TLSStream.wrap(self, stream, ssl, server_hostname=server_hostname or host)
+        return await secure_client(self, stream, ssl, server_hostname or host)
 
     async def listen_tcp(
         self, host: str, port: int, *, reuse_port: bool = False, ssl: SSLContext | None = None
@@ -425,7 +422,7 @@ class LoopRuntime:
         """
         self._check_open()
         listener = await listen_tcp(self, check_host(host), check_port(port), reuse_port=reuse_port)
-        return listener if ssl is None else TLSListener(self, listener, ssl)
+        return secure_listener(self, listener, ssl)
 
     async def open_udp(self, local_host: str, local_port: int) -> UDPSocket:
         """Bind a UDP socket (an `anyrt.DatagramSocket`) to ``local_host:local_port``."""

@@ -52,12 +52,11 @@ from anyrt import (
     Sender,
     TaskError,
     TaskInfo,
-    TLSListener,
-    TLSStream,
 )
 from anyrt._native import ErrorHandler, log_task_error, running_native_runtime
 from anyrt._signals import MainWaiter, SignalInstaller
 from anyrt._task import check_coroutine
+from anyrt._tls import secure_client, secure_listener
 from anyrt._validate import check_deadline, check_seconds
 
 from . import _introspect
@@ -612,9 +611,7 @@ class TrioRuntime:
         self._check_open()
         with self._external:
             stream = await connect_tcp(host, port)
-            if ssl is None:
-                return stream
-            return await TLSStream.wrap(self, stream, ssl, server_hostname=server_hostname or host)
+            return await secure_client(self, stream, ssl, server_hostname or host)
 
     async def listen_tcp(
         self, host: str, port: int, *, reuse_port: bool = False, ssl: SSLContext | None = None
@@ -629,7 +626,7 @@ class TrioRuntime:
         self._check_open()
         with self._external:
             listener = await listen_tcp(self, host, port, reuse_port=reuse_port)
-        return listener if ssl is None else TLSListener(self, listener, ssl)
+        return secure_listener(self, listener, ssl)
 
     async def open_udp(self, local_host: str, local_port: int) -> TrioDatagramSocket:
         """Bind a UDP socket (an `anyrt.DatagramSocket`) to ``local_host:local_port``."""
