@@ -4,7 +4,7 @@ that anyrt did not write (Python's own blocking `ssl`, and ``openssl s_client``)
 The socket tests run on every installed backend with an OS reactor: the native
 threaded runtimes and the asyncio, uvloop and trio adapters.
 
-The certificates are made by `trustme` for each test session.
+The certificates are the conformance suite's (`trustme`), through tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -31,25 +31,6 @@ OS_BACKENDS = sorted(
     for name in anyrt.backends()
     if "os-reactor" in getattr(backend_factory(name), "capabilities", ())
 )
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-    return context
-
-
-@pytest.fixture(scope="module")
-def client_context(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
 
 
 @pytest.fixture(params=OS_BACKENDS)
@@ -99,30 +80,6 @@ def main_result(rt: anyrt.Runtime, main: object) -> object:
             return await main()  # type: ignore[operator]
 
     return rt.block_on(bounded())
-
-
-def test_send_eof_is_a_tls_half_close(
-    rt: anyrt.Runtime, server_context: ssl.SSLContext, client_context: ssl.SSLContext
-) -> None:
-    async def count_then_reply(stream: anyrt.ByteStream) -> None:
-        request = await receive_all(stream)  # ends at the client's close_notify
-        await stream.send(b"got %d bytes" % len(request))
-
-    async def main() -> bytes:
-        listener = await rt.listen_tcp("127.0.0.1", 0, ssl=server_context)
-        async with listener:
-            server = rt.spawn(listener.serve(count_then_reply))
-            client = await rt.connect_tcp("localhost", listener.address[1], ssl=client_context)
-            async with client:
-                await client.send(b"x" * 1000)
-                await client.send_eof()
-                with pytest.raises(anyrt.ClosedResourceError, match="send_eof"):
-                    await client.send(b"more")
-                reply = await receive_all(client)
-            server.cancel()
-            return reply
-
-    assert main_result(rt, main) == b"got 1000 bytes"
 
 
 @pytest.mark.parametrize("backend", OS_BACKENDS)
