@@ -22,6 +22,8 @@ from ._channel import Channel, EndOfChannel
 from ._clock import Clock, MonotonicClock, VirtualClock
 from ._exceptions import (
     BackendNotFound,
+    BrokenResourceError,
+    BusyResourceError,
     Cancelled,
     ClosedResourceError,
     Deadlock,
@@ -30,9 +32,11 @@ from ._exceptions import (
 )
 from ._future import from_future
 from ._instrument import Instrument
+from ._introspect import TaskInfo
 from ._protocols import (
     BlockingExecutor,
     ByteStream,
+    CancelScope,
     DatagramSocket,
     Executor,
     FileDescriptorLike,
@@ -45,12 +49,12 @@ from ._protocols import (
     Runtime,
     Sender,
     Task,
+    TaskStatus,
     Timer,
 )
 from ._registry import backends, run, runtime
 from ._single_threaded import SingleThreaded
 from ._sync import Event, Lock, Semaphore
-from ._task import TaskInfo
 from ._taskgroup import TaskGroup
 from ._thread_per_core import ThreadPerCore
 from ._tls import TLSListener, TLSStream
@@ -62,7 +66,10 @@ __version__ = "0.1.0"
 __all__ = (
     "BackendNotFound",
     "BlockingExecutor",
+    "BrokenResourceError",
+    "BusyResourceError",
     "ByteStream",
+    "CancelScope",
     "Cancelled",
     "Channel",
     "Clock",
@@ -93,6 +100,7 @@ __all__ = (
     "TaskError",
     "TaskGroup",
     "TaskInfo",
+    "TaskStatus",
     "ThreadPerCore",
     "Timer",
     "UDPSocket",

@@ -10,7 +10,7 @@ from ._exceptions import ClosedResourceError
 from ._protocols import Executor
 from ._sync import _check_executor, _oneshot
 from ._validate import check_positive_int, check_seconds
-from ._waiters import ThreadWaiter, check_plain_thread, fail_all, hand_off
+from ._waiters import ThreadWaiter, check_plain_thread, discard, fail_all, hand_off
 
 __all__ = ["Channel", "EndOfChannel"]
 
@@ -116,8 +116,14 @@ class Channel(Generic[T]):
             if self._offer(item):
                 return
             sender, receiver = _oneshot(self._executor)
-            self._senders.append((sender, item))
-        await receiver
+            entry = (sender, item)
+            self._senders.append(entry)
+        try:
+            await receiver  # returns once a receiver (or the buffer) took the item
+        except BaseException:
+            with self._lock:
+                discard(self._senders, entry)  # not taken: the item was not sent
+            raise
 
     async def receive(self) -> T:
         """Receive the next item, waiting while there is none.
@@ -131,7 +137,12 @@ class Channel(Generic[T]):
                 return item  # type: ignore[return-value]
             sender, receiver = _oneshot(self._executor)
             self._receivers.append(sender)
-        result: T = await receiver
+        try:
+            result: T = await receiver
+        except BaseException:
+            with self._lock:
+                discard(self._receivers, sender)  # no item was handed to it
+            raise
         return result
 
     def __aiter__(self) -> Self:
@@ -160,8 +171,14 @@ class Channel(Generic[T]):
         with self._lock:
             if self._offer(item):
                 return
-            self._senders.append((waiter, item))
-        waiter.wait(timeout)
+            entry = (waiter, item)
+            self._senders.append(entry)
+        try:
+            waiter.wait(timeout)
+        except TimeoutError:
+            with self._lock:
+                discard(self._senders, entry)
+            raise
 
     def receive_blocking(self, *, timeout: float | None = None) -> T:
         """Receive from a plain thread, blocking while the channel is empty.
@@ -180,7 +197,12 @@ class Channel(Generic[T]):
             if ok:
                 return item  # type: ignore[return-value]
             self._receivers.append(waiter)
-        return waiter.wait(timeout)
+        try:
+            return waiter.wait(timeout)
+        except TimeoutError:
+            with self._lock:
+                discard(self._receivers, waiter)
+            raise
 
     # -- closing ----------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "BackendNotFound",
+    "BrokenResourceError",
+    "BusyResourceError",
     "Cancelled",
     "ClosedResourceError",
     "Deadlock",
@@ -16,17 +18,13 @@ __all__ = [
 
 
 class Cancelled(BaseException):
-    """Thrown into a native task at its next suspension point when it is cancelled.
+    """Raised at every cancel point of a native task inside a cancelled scope.
 
     It derives from `BaseException` so that `except Exception:` does not swallow it.
-    Catch it only to clean up, then re-raise. Awaiting a cancelled task raises
-    `Cancelled` on every backend, adapters included.
+    Catch it only to clean up, then re-raise: the cancel scope that caused it swallows
+    it on exit (see `anyrt.CancelScope`). Awaiting a cancelled task raises `Cancelled`
+    on every backend, adapters included.
     """
-
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)
-        # The timeout scope that caused this cancellation, if any; private.
-        self._anyrt_scope: object | None = None
 
 
 class Deadlock(RuntimeError):
@@ -58,6 +56,21 @@ class BackendNotFound(LookupError):
 
 class ClosedResourceError(RuntimeError):
     """A stream, listener, channel or runtime was used after it was closed."""
+
+
+class BusyResourceError(RuntimeError):
+    """Two tasks tried to use a resource that serves one at a time.
+
+    For example a second concurrent ``receive()`` on one `anyrt.ByteStream`.
+    """
+
+
+class BrokenResourceError(RuntimeError):
+    """A resource can no longer be used because an earlier operation on it failed.
+
+    For example a `anyrt.ByteStream` after a ``send()`` was cancelled half-way: the
+    peer may have received part of the data, so the stream's framing is lost.
+    """
 
 
 @dataclass(frozen=True, slots=True)

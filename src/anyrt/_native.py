@@ -10,29 +10,25 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
+import sys
 import threading
+import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Generator
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
 from contextlib import AbstractAsyncContextManager
 from types import CoroutineType, TracebackType
 from typing import Any, ClassVar, Self, TextIO, TypeVar
 
 from ._exceptions import Cancelled, TaskError
 from ._instrument import Instrument, emit, instrumented
+from ._introspect import TaskInfo, write_task_table
 from ._oneshot import NativeReceiver, NativeSender
 from ._protocols import Receiver, Sender
-from ._task import (
-    DONE,
-    YIELD,
-    LocalTask,
-    NativeTask,
-    TaskInfo,
-    Worker,
-    check_coroutine,
-    write_task_table,
-)
+from ._scope import NativeCancelScope, TimeoutContext, current_deadline
+from ._task import DONE, YIELD, LocalTask, NativeTask, Worker
 from ._timers import TimerEntry
-from ._validate import check_deadline, check_seconds
+from ._validate import check_coroutine, check_deadline, check_seconds
 
 T = TypeVar("T")
 
@@ -91,6 +87,15 @@ class NativeRuntime(ABC):
         self._instruments: tuple[Instrument, ...] = ()
         # The clock's raw time source, for the hot paths (subclasses may replace it).
         self._now_fn: Callable[[], float] = self.now
+        # Work handed over by code that must not block or take a lock (finalisers run
+        # by the garbage collector); a loop thread runs it between steps.
+        self._deferred: deque[Callable[[], object]] = deque()
+        # A KeyboardInterrupt or SystemExit that ended a task (and the task's name):
+        # block_on raises it.
+        self._fatal: BaseException | None = None
+        self._fatal_task = ""
+        # The async generators first iterated in this runtime's tasks, for `close`.
+        self._asyncgens: weakref.WeakSet[AsyncGenerator[Any, Any]] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._tasks)} tasks"
@@ -105,6 +110,17 @@ class NativeRuntime(ABC):
     @abstractmethod
     def now(self) -> float:
         """Return the current time on this runtime's clock."""
+
+    @abstractmethod
+    def _post_timer(self, entry: TimerEntry) -> None:
+        """Push ``entry`` on one of the runtime's timer queues; from a foreign thread."""
+
+    @abstractmethod
+    def _poke(self) -> None:
+        """Make a loop thread look at `_deferred` soon, without blocking or locking."""
+
+    def _fatal_stop(self) -> None:  # noqa: B027 - a hook with nothing to do by default
+        """A task ended with a `KeyboardInterrupt` or `SystemExit`: stop `block_on`."""
 
     # -- task bookkeeping (also the ErrorSink the tasks report to) -------------------
 
@@ -121,9 +137,95 @@ class NativeRuntime(ABC):
             )
             log_task_error(error)
 
+    def _report_later(self, error: TaskError) -> None:
+        """`_report` from a loop thread, soon: safe inside a finaliser."""
+        self._defer(lambda: self._report(error))
+
+    def _defer(self, fn: Callable[[], object]) -> None:
+        # deque.append is atomic and takes no lock the interrupted code could hold.
+        self._deferred.append(fn)
+        self._poke()
+
+    def _run_deferred(self) -> None:
+        """Run what was deferred (on a loop thread, between steps)."""
+        deferred = self._deferred
+        while deferred:
+            try:
+                fn = deferred.popleft()
+            except IndexError:  # another loop thread took it
+                return
+            try:
+                fn()
+            except Exception:
+                logger.exception("anyrt: deferred work %r raised", fn)
+
+    def _fatal_error(self, task_name: str, exc: BaseException) -> None:
+        """A task ended with ``exc`` (KeyboardInterrupt, SystemExit): `block_on` raises it.
+
+        The running `block_on` (or else the next one) cancels its main task, waits for
+        its cleanup and raises ``exc``, as `asyncio.run` does.
+        """
+        with self._tasks_lock:
+            if self._fatal is not None:
+                return  # the first one stops block_on; the others are in their tasks
+            self._fatal = exc
+            self._fatal_task = task_name
+        self._fatal_stop()
+
+    def _take_fatal(self) -> BaseException | None:
+        with self._tasks_lock:
+            fatal, self._fatal = self._fatal, None
+        return fatal
+
+    def _report_unclaimed_fatal(self) -> None:
+        """At `close`: a fatal exception no block_on raised goes to the error handler."""
+        name = self._fatal_task
+        fatal = self._take_fatal()
+        if fatal is not None:
+            self._report(TaskError(name, fatal, "raised while no block_on ran"))
+
     def _forget(self, task: NativeTask[Any]) -> None:
         with self._tasks_lock:
             self._tasks.pop(task, None)
+
+    # -- async generators: finalised on the runtime, as asyncio does ----------------------
+
+    def _install_asyncgen_hooks(self) -> Any:
+        """Install this runtime's hooks on the calling (loop) thread; return the old ones."""
+        previous = sys.get_asyncgen_hooks()
+        sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter, finalizer=self._asyncgen_dropped)
+        return previous
+
+    def _asyncgen_firstiter(self, agen: AsyncGenerator[Any, Any]) -> None:
+        with self._tasks_lock:
+            self._asyncgens.add(agen)
+
+    def _asyncgen_dropped(self, agen: AsyncGenerator[Any, Any]) -> None:
+        # Called by the garbage collector, anywhere: hand the finalisation to a loop.
+        self._defer(lambda: self._finalize_asyncgen(agen))
+
+    def _finalize_asyncgen(self, agen: AsyncGenerator[Any, Any]) -> NativeTask[Any] | None:
+        with self._tasks_lock:
+            self._asyncgens.discard(agen)
+        if self._closed and not self._closing_asyncgens:
+            return None
+        task = self.spawn(agen.aclose(), name=f"aclose of {getattr(agen, '__qualname__', agen)}")
+        task.detach()  # a failure in its finally goes to the error handler
+        return task
+
+    #: True while `close` finalises the async generators still alive.
+    _closing_asyncgens = False
+
+    def _finalize_asyncgens(self) -> list[NativeTask[Any]]:
+        """Spawn ``aclose()`` for every async generator still alive (during `close`)."""
+        with self._tasks_lock:
+            agens = list(self._asyncgens)
+        self._closing_asyncgens = True
+        try:
+            closing = [self._finalize_asyncgen(agen) for agen in agens]
+        finally:
+            self._closing_asyncgens = False
+        return [task for task in closing if task is not None]
 
     def _check_open(self, coro: Coroutine[Any, Any, Any] | None = None) -> None:
         if self._closed:
@@ -157,7 +259,7 @@ class NativeRuntime(ABC):
     ) -> NativeTask[T]:
         if type(coro) is not CoroutineType:
             check_coroutine(coro, method)
-        if self._closed:
+        if self._closed and not self._closing_asyncgens:
             self._check_open(coro)
         if name is None:
             name = getattr(coro, "__qualname__", None) or repr(coro)
@@ -184,25 +286,33 @@ class NativeRuntime(ABC):
 
         Safe from any thread; see `anyrt.Sender` for the delivery promise.
         """
-        receiver: NativeReceiver[T] = NativeReceiver()
+        receiver: NativeReceiver[T] = NativeReceiver(self)
         return NativeSender(receiver), receiver
+
+    def cancel_scope(
+        self, *, deadline: float = math.inf, shield: bool = False
+    ) -> NativeCancelScope:
+        """Return a new `anyrt.CancelScope` of this runtime (enter it in one of its tasks)."""
+        if deadline != math.inf:
+            deadline = check_deadline(deadline, "cancel_scope(deadline=...)")
+        return NativeCancelScope(self, deadline, _check_shield(shield))
 
     # -- Timer ----------------------------------------------------------------------
 
     async def sleep(self, seconds: float) -> None:
         """Suspend for ``seconds``; ``sleep(0)`` yields to the other ready tasks."""
         if type(seconds) is float and seconds > 0.0:  # the common case, checked cheaply
-            await _Sleep(self._now_fn() + seconds)
+            await _Sleep(self._now_fn() + seconds, self)
             return
         if seconds == 0 and type(seconds) is not bool:
             await YIELD
             return
         seconds = check_seconds(seconds, "sleep()")
-        await _Sleep(self._now_fn() + seconds)
+        await _Sleep(self._now_fn() + seconds, self)
 
     async def sleep_until(self, deadline: float) -> None:
         """Suspend until `now` reaches ``deadline``."""
-        await _Sleep(check_deadline(deadline, "sleep_until()"))
+        await _Sleep(check_deadline(deadline, "sleep_until()"), self)
 
     def interval(self, period: float) -> _Interval:
         """Tick every ``period`` seconds; see `anyrt.Timer.interval`."""
@@ -211,9 +321,47 @@ class NativeRuntime(ABC):
             raise ValueError("interval() takes a positive period, got 0")
         return _Interval(self, period)
 
+    def move_on_after(self, seconds: float, *, shield: bool = False) -> NativeCancelScope:
+        """A cancel scope whose deadline is ``seconds`` from now; exits quietly on expiry."""
+        seconds = check_seconds(seconds, "move_on_after()")
+        return NativeCancelScope(self, self._now_fn() + seconds, _check_shield(shield))
+
+    def move_on_at(self, deadline: float, *, shield: bool = False) -> NativeCancelScope:
+        """A cancel scope with this ``deadline``; exits quietly on expiry."""
+        deadline = check_deadline(deadline, "move_on_at()")
+        return NativeCancelScope(self, deadline, _check_shield(shield))
+
+    def fail_after(self, seconds: float, *, shield: bool = False) -> NativeCancelScope:
+        """As `move_on_after`, but raise `TimeoutError` on leaving if the deadline passed."""
+        if type(seconds) is not float or not seconds >= 0.0:
+            seconds = check_seconds(seconds, "fail_after()")
+        if shield is not False:
+            _check_shield(shield)
+        return NativeCancelScope(self, self._now_fn() + seconds, shield, fail=True)
+
+    def fail_at(self, deadline: float, *, shield: bool = False) -> NativeCancelScope:
+        """As `move_on_at`, but raise `TimeoutError` on leaving if the deadline passed."""
+        deadline = check_deadline(deadline, "fail_at()")
+        return NativeCancelScope(self, deadline, _check_shield(shield), fail=True)
+
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[None]:
-        """Cancel the enclosed block after ``seconds`` and raise `TimeoutError`."""
-        return _Timeout(self, check_seconds(seconds, "timeout()"))
+        """``async with rt.timeout(s):`` means exactly ``with rt.fail_after(s):``."""
+        return TimeoutContext(self.fail_after(check_seconds(seconds, "timeout()")))
+
+    def current_deadline(self) -> float:
+        """The nearest deadline of the calling task's scopes up to a shield.
+
+        ``math.inf`` if none, ``-math.inf`` if one of them is cancelled already.
+
+        Raises:
+            RuntimeError: not called from a task of this runtime.
+        """
+        current = self._current()
+        if current is None:
+            raise RuntimeError(
+                f"current_deadline() must be called from a task of this {self.name!r} runtime"
+            )
+        return current_deadline(current[0])
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -314,13 +462,15 @@ class NativeRuntime(ABC):
 class _Sleep(TimerEntry):
     """The trap of one sleep: a timer entry that wakes its task."""
 
-    __slots__ = ("fired", "task")
+    __slots__ = ("error", "fired", "runtime", "task")
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, runtime: NativeRuntime) -> None:
         self.deadline = deadline
         self.cancelled = False
         self.fired = False
+        self.runtime = runtime
         self.task: NativeTask[Any] | None = None
+        self.error: RuntimeError | None = None
 
     def __await__(self) -> Generator[Any, Any, None]:
         try:
@@ -329,10 +479,18 @@ class _Sleep(TimerEntry):
         except BaseException:
             self.cancelled = True
             raise
+        if self.error is not None:
+            raise self.error
 
     def _anyrt_park(self, task: NativeTask[Any], worker: Worker) -> None:
         if self.task is None:
             self.task = task
+            if task._sink is not self.runtime:
+                # Its deadline is on another runtime's clock: refuse, never sleep wrong.
+                self.error = foreign_runtime_error("a sleep", self.runtime, task)
+                self.fired = True
+                task.wake()
+                return
             worker.timers.push(self)
 
     def fire(self) -> None:
@@ -342,48 +500,19 @@ class _Sleep(TimerEntry):
             task.wake()
 
 
-class _Timeout(TimerEntry, AbstractAsyncContextManager[None]):
-    """``async with runtime.timeout(s):`` - cancels its task when the deadline passes."""
+def foreign_runtime_error(what: str, owner: Any, task: NativeTask[Any]) -> RuntimeError:
+    """The error for ``what`` of runtime ``owner`` awaited in a task of another runtime."""
+    return RuntimeError(
+        f"{what} of the {owner.name!r} runtime {owner!r} was awaited in task {task.name!r} "
+        f"of another runtime, {task._sink!r}; await it in a task of its own runtime, and "
+        "pass values between runtimes with a oneshot() Sender (safe from anywhere)"
+    )
 
-    __slots__ = ("_runtime", "_seconds", "_task")
 
-    def __init__(self, runtime: NativeRuntime, seconds: float) -> None:
-        super().__init__(math.inf)
-        self._runtime = runtime
-        self._seconds = seconds
-        self._task: NativeTask[Any] | None = None
-
-    async def __aenter__(self) -> None:
-        if self._task is not None:
-            raise RuntimeError("a timeout() context manager can be entered only once")
-        current = self._runtime._current()
-        if current is None:
-            raise RuntimeError(
-                f"timeout() must be entered inside a task of this {self._runtime.name!r} runtime"
-            )
-        self._task, worker = current
-        self.deadline = self._runtime.now() + self._seconds
-        worker.timers.push(self)
-
-    def fire(self) -> None:
-        task = self._task
-        if task is not None:
-            exc = Cancelled(f"timed out after {self._seconds} s")
-            exc._anyrt_scope = self
-            task._cancel_with(exc)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cancelled = True
-        task = self._task
-        if task is not None:
-            task._retract_cancel(self)
-        if isinstance(exc, Cancelled) and exc._anyrt_scope is self:
-            raise TimeoutError(f"timed out after {self._seconds} s") from exc
+def _check_shield(shield: object) -> bool:
+    if not isinstance(shield, bool):
+        raise TypeError(f"shield must be a bool, not {type(shield).__name__}")
+    return shield
 
 
 class _Interval:

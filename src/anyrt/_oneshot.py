@@ -7,9 +7,9 @@ is guarded by a lock taken from a fixed pool of striped locks (no allocation per
 oneshot; critical sections are a few attribute writes and never take another lock).
 
 If `send` wins a race with the receiving task's cancellation, the value is delivered
-anyway and the cancellation is re-armed for the task's next suspension point: `send`
-returning True is a promise of delivery, which lets `Lock` and `Channel` hand items
-over without ever losing one.
+anyway: `send` returning True is a promise of delivery, which lets `Lock` and
+`Channel` hand items over without ever losing one. The cancellation is not lost
+either: it is level-triggered, so the task's next cancel point raises it.
 
 The receiver is its own awaitable iterator: ``await receiver`` calls `__next__` to
 start and on every resumption, and `throw` to deliver a cancellation, so no generator
@@ -23,7 +23,7 @@ import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar, final
 
-from ._exceptions import Cancelled, ClosedResourceError
+from ._exceptions import ClosedResourceError
 
 if TYPE_CHECKING:
     from ._task import NativeTask, Worker
@@ -45,9 +45,10 @@ _next_stripe = itertools.count().__next__
 class NativeReceiver(Generic[T]):
     """The receiving half of a native oneshot; implements `anyrt.Receiver`."""
 
-    __slots__ = ("_exc", "_lock", "_state", "_value", "_waiter")
+    __slots__ = ("_exc", "_lock", "_runtime", "_state", "_value", "_waiter")
 
-    def __init__(self) -> None:
+    def __init__(self, runtime: object) -> None:
+        self._runtime = runtime
         self._lock = _LOCKS[_next_stripe() % _STRIPES]
         self._state = _EMPTY
         self._value: T | None = None
@@ -89,11 +90,14 @@ class NativeReceiver(Generic[T]):
         return self
 
     def __next__(self) -> Self:
-        if self._state == _SENT:
+        state = self._state
+        if state == _SENT:
             exc = self._exc
             if exc is not None:
                 raise exc
             raise StopIteration(self._value)
+        if state == _CLOSED and self._exc is not None:
+            raise self._exc  # refused by _anyrt_park
         return self  # the trap: the worker calls _anyrt_park
 
     def send(self, _: object) -> Self:
@@ -101,25 +105,39 @@ class NativeReceiver(Generic[T]):
         return self.__next__()
 
     def throw(self, exc: BaseException, *args: object) -> Self:
-        """A cancellation thrown in while waiting; a value that already arrived wins."""
+        """A cancellation thrown in while waiting; a value that already arrived wins.
+
+        The sender was told the value is delivered, so it is: the cancellation stays
+        pending (level-triggered) and the task's next cancel point raises it.
+        """
         with self._lock:
             if self._state != _SENT:
                 self._state = _CLOSED
                 self._waiter = None
                 raise exc
-        waiter = self._waiter
-        if not isinstance(exc, Cancelled) or waiter is None:
-            raise exc
-        # The value arrived first: take it, and deliver the cancellation later.
-        waiter._repend_cancel(exc)
         return self.__next__()
 
     def _anyrt_park(self, task: NativeTask[Any], worker: Worker) -> None:
+        if task._sink is not self._runtime:
+            self._refuse(task)
+            return
         with self._lock:
             if self._state != _SENT:
                 self._state = _WAITING
                 self._waiter = task
                 return
+        task.wake()
+
+    def _refuse(self, task: NativeTask[Any]) -> None:
+        from ._native import foreign_runtime_error  # noqa: PLC0415 - _native imports us
+
+        # Closed (a later send returns False: nobody will get the value), with the error
+        # for the awaiting coroutine to raise when it resumes.
+        error = foreign_runtime_error("a oneshot Receiver", self._runtime, task)
+        with self._lock:
+            if self._state != _SENT:
+                self._state = _CLOSED
+                self._exc = error
         task.wake()
 
     def close(self) -> None:

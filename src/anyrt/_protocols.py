@@ -8,10 +8,19 @@ narrowest protocol they need: a rate limiter takes a `Timer`, a client takes a
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, Self, TypeVar, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ParamSpec,
+    Protocol,
+    Self,
+    TypeVar,
+    runtime_checkable,
+)
 
 if TYPE_CHECKING:
     from ssl import SSLContext
@@ -19,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BlockingExecutor",
     "ByteStream",
+    "CancelScope",
     "Executor",
     "FileDescriptorLike",
     "FullExecutor",
@@ -30,6 +40,7 @@ __all__ = [
     "Runtime",
     "Sender",
     "Task",
+    "TaskStatus",
     "Timer",
 ]
 
@@ -63,18 +74,28 @@ class Task(Protocol[T_co]):
     if any, to the runtime's error handler: no failure is silently lost.
     """
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The task's name (``spawn(..., name=)``, else the coroutine's qualified name)."""
+        ...
 
     def __await__(self) -> Generator[Any, Any, T_co]:
         """Wait for the task; return its result or re-raise its exception."""
         ...
 
     def cancel(self) -> bool:
-        """Request cancellation; it is delivered at the task's next suspension point.
+        """Cancel the task's root cancel scope (see `CancelScope`); safe from any thread.
+
+        Level-triggered: from then on every cancel point the task reaches raises the
+        runtime's ``cancelled_exc``, except inside a shielded scope, until the task ends.
 
         Returns:
             False if the task had already finished, True otherwise.
         """
+        ...
+
+    def cancelled(self) -> bool:
+        """Return True if the task has finished by being cancelled (without awaiting it)."""
         ...
 
     def detach(self) -> None:
@@ -129,6 +150,96 @@ class Receiver(Protocol[T_co]):
 
 
 @runtime_checkable
+class CancelScope(Protocol):
+    """A region of code that can be cancelled as a whole, and stays cancelled.
+
+    A synchronous context manager, entered inside a task of the runtime that made it
+    (``with rt.move_on_after(1) as scope:``) and exited by the same task. Make one with
+    `Executor.cancel_scope`, `Timer.move_on_after` or `Timer.fail_after`.
+
+    Cancellation is *level-triggered*: once the scope is cancelled (`cancel`, or its
+    `deadline` passes), every cancel point inside it - every operation that can
+    suspend, ``sleep(0)`` included - raises the runtime's ``cancelled_exc``, again at
+    each one, until that exception leaves the scope. A shielded scope inside is not
+    affected unless it is cancelled itself. On exit the scope swallows the
+    cancellation it caused (`cancelled_caught`); a cancellation of an enclosing scope
+    (or of the task) always passes through, so it is never lost nor turned into
+    another exception.
+
+    `cancel` and the setters may be called from any thread.
+    """
+
+    @property
+    def deadline(self) -> float:
+        """When the scope cancels itself, on the runtime's clock; ``math.inf`` for never."""
+        ...
+
+    @deadline.setter
+    def deadline(self, value: float) -> None:
+        """Move the deadline (earlier or later); a past deadline cancels at once."""
+        ...
+
+    @property
+    def shield(self) -> bool:
+        """While True, cancellations of enclosing scopes do not reach inside."""
+        ...
+
+    @shield.setter
+    def shield(self, value: bool) -> None:
+        """Raise or lower the shield."""
+        ...
+
+    def cancel(self) -> None:
+        """Cancel the scope; idempotent, safe from any thread, also before it is entered."""
+        ...
+
+    @property
+    def cancel_called(self) -> bool:
+        """True once `cancel` was called or the deadline passed."""
+        ...
+
+    @property
+    def cancelled_caught(self) -> bool:
+        """True if this scope's exit swallowed the cancellation it caused."""
+        ...
+
+    def __enter__(self) -> Self:
+        """Enter the scope in the calling task.
+
+        Raises:
+            RuntimeError: not inside a task of the scope's runtime, or entered twice.
+        """
+        ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        """Leave the scope; swallow the cancellation it caused.
+
+        Raises:
+            TimeoutError: a ``fail_after``/``fail_at`` scope's deadline passed.
+            RuntimeError: scopes were exited out of order.
+        """
+        ...
+
+
+@runtime_checkable
+class TaskStatus(Protocol[T_contra]):
+    """Passed as ``task_status=`` to a function started with `anyrt.TaskGroup.start`."""
+
+    def started(self, value: T_contra = ...) -> None:
+        """Tell the starter that the task is ready; ``start`` returns ``value``.
+
+        Raises:
+            RuntimeError: called a second time.
+        """
+        ...
+
+
+@runtime_checkable
 class Executor(Protocol):
     """Runs coroutines.
 
@@ -156,6 +267,14 @@ class Executor(Protocol):
 
     def oneshot(self) -> tuple[Sender[T], Receiver[T]]:
         """Return a connected (sender, receiver) pair: the one low-level wake primitive."""
+        ...
+
+    def cancel_scope(self, *, deadline: float = math.inf, shield: bool = False) -> CancelScope:
+        """Return a new, not yet entered `CancelScope` of this runtime.
+
+        Raises:
+            ValueError: ``deadline`` is NaN.
+        """
         ...
 
 
@@ -216,7 +335,35 @@ class Timer(Protocol):
         ...
 
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[None]:
-        """Cancel the enclosed block after ``seconds`` and raise `TimeoutError`."""
+        """``async with rt.timeout(s):`` means exactly ``with rt.fail_after(s):``."""
+        ...
+
+    def move_on_after(self, seconds: float, *, shield: bool = False) -> CancelScope:
+        """A `CancelScope` whose deadline is ``seconds`` from now; exits quietly on expiry."""
+        ...
+
+    def move_on_at(self, deadline: float, *, shield: bool = False) -> CancelScope:
+        """A `CancelScope` with this ``deadline``; exits quietly on expiry."""
+        ...
+
+    def fail_after(self, seconds: float, *, shield: bool = False) -> CancelScope:
+        """As `move_on_after`, but its exit raises `TimeoutError` if the deadline passed.
+
+        `TimeoutError` is raised only for this scope's own expiry: an enclosing
+        cancellation passes through unchanged.
+        """
+        ...
+
+    def fail_at(self, deadline: float, *, shield: bool = False) -> CancelScope:
+        """As `move_on_at`, but its exit raises `TimeoutError` if the deadline passed."""
+        ...
+
+    def current_deadline(self) -> float:
+        """The nearest deadline of the calling task's enclosing scopes, up to a shield.
+
+        ``math.inf`` if there is none, ``-math.inf`` if one of them is already
+        cancelled. Must be called from a task of this runtime.
+        """
         ...
 
 

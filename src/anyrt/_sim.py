@@ -17,6 +17,7 @@ where it waits now, for the report of a failure.
 from __future__ import annotations
 
 import heapq
+import math
 import os
 import random
 import sys
@@ -35,6 +36,7 @@ from ._exceptions import Cancelled, TaskError
 from ._native import log_task_error, thread_state
 from ._protocols import (
     ByteStream,
+    CancelScope,
     DatagramSocket,
     FileDescriptorLike,
     Listener,
@@ -748,8 +750,32 @@ class SimHost:
         return self._runtime.interval(period)
 
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[None]:
-        """Cancel the enclosed block after ``seconds`` and raise `TimeoutError`."""
+        """``async with host.timeout(s):`` means ``with host.fail_after(s):``."""
         return self._runtime.timeout(seconds)
+
+    def cancel_scope(self, *, deadline: float = math.inf, shield: bool = False) -> CancelScope:
+        """A cancel scope of the simulated runtime; see `anyrt.Executor.cancel_scope`."""
+        return self._runtime.cancel_scope(deadline=deadline, shield=shield)
+
+    def move_on_after(self, seconds: float, *, shield: bool = False) -> CancelScope:
+        """See `anyrt.Timer.move_on_after` (virtual time)."""
+        return self._runtime.move_on_after(seconds, shield=shield)
+
+    def move_on_at(self, deadline: float, *, shield: bool = False) -> CancelScope:
+        """See `anyrt.Timer.move_on_at` (virtual time)."""
+        return self._runtime.move_on_at(deadline, shield=shield)
+
+    def fail_after(self, seconds: float, *, shield: bool = False) -> CancelScope:
+        """See `anyrt.Timer.fail_after` (virtual time)."""
+        return self._runtime.fail_after(seconds, shield=shield)
+
+    def fail_at(self, deadline: float, *, shield: bool = False) -> CancelScope:
+        """See `anyrt.Timer.fail_at` (virtual time)."""
+        return self._runtime.fail_at(deadline, shield=shield)
+
+    def current_deadline(self) -> float:
+        """See `anyrt.Timer.current_deadline`."""
+        return self._runtime.current_deadline()
 
     def close(self) -> None:
         """Do nothing: the simulation closes its runtime when the run ends."""

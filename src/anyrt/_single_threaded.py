@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
@@ -26,8 +27,9 @@ from ._exceptions import Cancelled, Deadlock, ParkedTask
 from ._memnet import MemoryNetwork
 from ._native import ErrorHandler, NativeRuntime, logger, sniffio_state, thread_state
 from ._protocols import ByteStream, DatagramSocket, FileDescriptorLike, Listener
+from ._scope import post_timer
 from ._task import DONE, PARKED, LocalTask, NativeTask, Worker
-from ._timers import TimerQueue
+from ._timers import TimerEntry, TimerQueue
 from ._tls import secure_client, secure_listener
 
 if TYPE_CHECKING:
@@ -38,7 +40,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 P = ParamSpec("P")
 
-_SHUTDOWN_ROUNDS: Final = 3
+#: Steps `close` runs the tasks' cleanup for, at most, before it closes what is left.
+_CLOSE_STEPS: Final = 200_000
 #: Steps run between two looks at the timers and the inbox.
 STEP_BUDGET: Final = 128
 
@@ -146,6 +149,7 @@ class SingleThreaded(NativeRuntime):
         self._running = False
         self._ran = False  # block_on (or close) has run at least once
         self._sniffio_saved: str | None = None
+        self._asyncgen_hooks_saved: Any = None
 
     #: The simulation this runtime runs under, if any (see `_attach_simulation`).
     _sim: Simulation | None = None
@@ -194,6 +198,14 @@ class SingleThreaded(NativeRuntime):
     def _forget(self, task: NativeTask[Any]) -> None:
         # Only the loop thread finishes tasks, and only it touches the registry.
         self._tasks.pop(task, None)
+
+    def _post_timer(self, entry: TimerEntry) -> None:
+        post_timer(self._loop, entry)
+
+    def _poke(self) -> None:
+        # The loop looks at the deferred work on every turn and before it idles; a
+        # finaliser on another thread must not take the inbox's lock (it may hold it).
+        pass
 
     def _current(self) -> tuple[NativeTask[Any], Worker] | None:
         loop = self._loop
@@ -253,6 +265,13 @@ class SingleThreaded(NativeRuntime):
             self._adopt(main)
             try:
                 self._run_until(main)
+                fatal = self._take_fatal()
+                if fatal is not None:
+                    # A task raised KeyboardInterrupt or SystemExit: it stops block_on,
+                    # once the main task's cleanup has run.
+                    main.cancel()
+                    self._run_until(main, _CLOSE_STEPS)
+                    raise fatal
             except Deadlock:
                 self._abandon(main)
                 raise
@@ -268,7 +287,7 @@ class SingleThreaded(NativeRuntime):
         """
         main.cancel()
         try:
-            self._run_until(main)
+            self._run_until(main, _CLOSE_STEPS)
         except Deadlock:
             return  # it caught the cancellation and parked again; close() deals with it
         if main._exc is not None and not isinstance(main._exc, Cancelled):
@@ -284,26 +303,35 @@ class SingleThreaded(NativeRuntime):
         if sniffio_state is not None:
             self._sniffio_saved = sniffio_state.name
             sniffio_state.name = "anyrt"
+        self._asyncgen_hooks_saved = self._install_asyncgen_hooks()
 
     def _exit(self) -> None:
         thread_state.runtime = None
         self._running = False
         if sniffio_state is not None:
             sniffio_state.name = self._sniffio_saved
+        saved = self._asyncgen_hooks_saved
+        if saved is not None:
+            sys.set_asyncgen_hooks(*saved)
+            self._asyncgen_hooks_saved = None
 
     # -- the loop -------------------------------------------------------------------
 
-    def _run_until(self, main: NativeTask[Any] | None) -> None:
+    def _run_until(self, main: NativeTask[Any] | None, limit: int | None = None) -> bool:
         """Run tasks until ``main`` is done (``None``: until no task is left).
 
         Each turn takes what other threads posted, fires the due timers (the tasks they
         wake go to the front of the queue), then runs up to `STEP_BUDGET` steps in FIFO
         order (tasks woken meanwhile queue behind the others) before looking at timers
-        and the inbox again.
+        and the inbox again. It also stops when a task raised KeyboardInterrupt or
+        SystemExit (see `block_on`).
+
+        Returns:
+            False if ``limit`` steps ran first (``close`` bounds its cleanup so).
         """
         if self._sim is not None:
-            self._run_simulated(main, self._sim)
-            return
+            return self._run_simulated(main, self._sim, limit)
+        steps = 0
         loop = self._loop
         ready = loop.ready
         popleft = ready.popleft
@@ -313,9 +341,12 @@ class SingleThreaded(NativeRuntime):
         now = self._clock.now
         rng = self._rng
         tasks = self._tasks
-        while (main._state != DONE) if main is not None else tasks:
+        deferred = self._deferred
+        while (main._state != DONE and self._fatal is None) if main is not None else tasks:
             if loop.inbox:
                 loop.drain_inbox()
+            if deferred:
+                self._run_deferred()
             if heap and heap[0][0] <= now():
                 queued = len(ready)
                 timers.fire_due(now())
@@ -327,6 +358,10 @@ class SingleThreaded(NativeRuntime):
             if not ready:
                 self._idle(main)
                 continue
+            if limit is not None:
+                if steps > limit:
+                    return False
+                steps += min(len(ready), STEP_BUDGET)
             if rng is not None:
                 self._run_shuffled(len(ready), rng)
                 continue
@@ -340,6 +375,7 @@ class SingleThreaded(NativeRuntime):
                 if main is not None and main._state == DONE:
                     break
             loop.current = None
+        return True
 
     def _run_shuffled(self, count: int, rng: random.Random) -> None:
         loop = self._loop
@@ -350,7 +386,9 @@ class SingleThreaded(NativeRuntime):
             if task.step(loop):
                 loop.ready.append(task)
 
-    def _run_simulated(self, main: NativeTask[Any] | None, sim: Simulation) -> None:
+    def _run_simulated(
+        self, main: NativeTask[Any] | None, sim: Simulation, limit: int | None
+    ) -> bool:
         """The loop under a simulation: one step at a time, each one picked and recorded.
 
         Every step fires the due timers, then runs a task chosen by the simulation's
@@ -366,16 +404,23 @@ class SingleThreaded(NativeRuntime):
         pick = sim._random.random
         record = sim._tracer.record
         tasks = self._tasks
+        deferred = self._deferred
         try:
-            while (main._state != DONE) if main is not None else tasks:
+            while (main._state != DONE and self._fatal is None) if main is not None else tasks:
                 if loop.inbox:
                     loop.drain_inbox()
+                if deferred:
+                    self._run_deferred()
                 if heap and heap[0][0] <= now():
                     timers.fire_due(now())
                 count = len(ready)
                 if not count:
                     self._idle(main)
                     continue
+                if limit is not None:
+                    limit -= 1
+                    if limit < 0:
+                        return False
                 if count > 1:
                     chosen = int(pick() * count)
                     if chosen:
@@ -388,6 +433,7 @@ class SingleThreaded(NativeRuntime):
                 record(task, requeued)
         finally:
             loop.current = None
+        return True
 
     def _attach_simulation(self, sim: Simulation, timers: TimerQueue, network: _Network) -> None:
         """Run under ``sim`` from now on: its loop, its timer queue and its network."""
@@ -403,7 +449,7 @@ class SingleThreaded(NativeRuntime):
     def _idle(self, main: NativeTask[Any] | None) -> None:
         """Nothing is ready and no timer is due: wait for the clock or another thread."""
         loop = self._loop
-        if loop.inbox:
+        if loop.inbox or self._deferred:
             return  # another thread posted work since the turn began
         deadline = loop.timers.next_deadline()
         external = self._external > 0
@@ -495,28 +541,37 @@ class SingleThreaded(NativeRuntime):
             self._run_close_hooks()
 
     def _shutdown(self) -> None:
-        for _ in range(_SHUTDOWN_ROUNDS):
-            for task in list(self._tasks):
-                task.cancel()
-            self._adopt(self._new_task(self._network.aclose(), "close", self._loop, "close"))
-            try:
-                self._run_until(None)
-            except Deadlock:
-                continue  # a task caught Cancelled and parked again: cancel it again
+        # Cancelled once, a task stays cancelled (level-triggered): what has not
+        # finished when no task can run any more, or after `_CLOSE_STEPS` steps, waits
+        # forever under a shield or catches every cancellation, and is closed.
+        for task in list(self._tasks):
+            task.cancel()
+        self._adopt(self._new_task(self._network.aclose(), "close", self._loop, "close"))
+        self._drain()
+        if self._finalize_asyncgens():
+            self._drain()
+        self._run_deferred()
+        self._report_unclaimed_fatal()
+        self._loop.ready.clear()
+        self._loop.timers.clear()
+
+    def _drain(self) -> None:
+        try:
+            finished = self._run_until(None, _CLOSE_STEPS)
+        except Deadlock:
+            finished = False
+        if finished:
             return
-        stuck = list(self._tasks)
-        for task in stuck:
+        for task in list(self._tasks):
             logger.warning(
-                "anyrt: task %r ignored cancellation %d times during close(); closing its "
+                "anyrt: task %r did not finish during close() (it waits under a shield for "
+                "something that cannot happen, or catches every cancellation); closing its "
                 "coroutine at %s",
                 task.name,
-                _SHUTDOWN_ROUNDS,
                 task.where(),
             )
             task._coro.close()
             task._finish(None, Cancelled("the runtime was closed"))
-        self._loop.ready.clear()
-        self._loop.timers.clear()
 
 
 def _make_clock(clock: object, idle: Callable[[float], None] | None) -> Clock:

@@ -14,7 +14,7 @@ from typing import Any, final
 
 from ._protocols import Executor, Receiver, Sender
 from ._validate import check_positive_int
-from ._waiters import hand_off
+from ._waiters import discard, hand_off
 
 __all__ = ["Event", "Lock", "Semaphore"]
 
@@ -85,7 +85,12 @@ class Event:
             if self._flag:
                 return
             self._waiters.append(sender)
-        await receiver
+        try:
+            await receiver
+        except BaseException:
+            with self._lock:
+                discard(self._waiters, sender)
+            raise
 
 
 class _Acquirable:
@@ -146,7 +151,14 @@ class Lock(_Acquirable):
                 return
             sender, receiver = _oneshot(self._executor)
             self._waiters.append(sender)
-        await receiver  # ownership is handed over with the value
+        # Ownership is handed over with the value. A hand-off that beat a cancellation
+        # is kept (the next cancel point raises); one that lost goes to the next waiter.
+        try:
+            await receiver
+        except BaseException:
+            with self._lock:
+                discard(self._waiters, sender)
+            raise
 
     def release(self) -> None:
         """Release the lock, handing it to the next waiter if there is one.
@@ -194,7 +206,12 @@ class Semaphore(_Acquirable):
                 return
             sender, receiver = _oneshot(self._executor)
             self._waiters.append(sender)
-        await receiver
+        try:
+            await receiver
+        except BaseException:
+            with self._lock:
+                discard(self._waiters, sender)
+            raise
 
     def release(self) -> None:
         """Return one unit, handing it to the longest waiter if there is one."""

@@ -42,12 +42,13 @@ from ._listener import AsyncResource
 from ._native import ErrorHandler, sniffio_state, thread_state
 from ._protocols import ByteStream, FileDescriptorLike, Listener, Task
 from ._reactor import READ, WRITE, IOWait, OSReactor, fileno
+from ._scope import post_timer
 from ._sockets import SocketListener, SocketStream, bind_tcp, resolve_listen_address
-from ._task import LocalTask, NativeTask, Worker, check_coroutine
+from ._task import LocalTask, NativeTask, Worker
 from ._threaded import Inbox, ThreadedRuntime
-from ._timers import TimerQueue
+from ._timers import TimerEntry, TimerQueue
 from ._tls import secure_listener
-from ._validate import check_positive_int
+from ._validate import check_coroutine, check_positive_int
 
 if TYPE_CHECKING:
     from ssl import SSLContext
@@ -133,6 +134,8 @@ class _Core(Inbox):
         thread_state.runtime = runtime
         if sniffio_state is not None:
             sniffio_state.name = "anyrt"
+        runtime._install_asyncgen_hooks()
+        deferred = runtime._deferred if self.index == 0 else None
         ready = self.ready
         timers = self.timers
         reactor = self.reactor
@@ -142,6 +145,8 @@ class _Core(Inbox):
             while not runtime._stopping:
                 if self.inbox:
                     self._drain_inbox()
+                if deferred:
+                    runtime._run_deferred()
                 heap = timers._heap
                 if heap and heap[0][0] <= monotonic():
                     queued = len(ready)
@@ -172,7 +177,7 @@ class _Core(Inbox):
         """Block in the reactor until an fd event, the next timer, or a post."""
         deadline = self.timers.next_deadline()
         with self.inbox_lock:
-            if self.inbox or self.runtime._stopping:
+            if self.inbox or self.runtime._stopping or (self.index == 0 and self.runtime._deferred):
                 return
             self.sleeping = True
         timeout = None if math.isinf(deadline) else max(0.0, deadline - time.monotonic())
@@ -314,6 +319,13 @@ class ThreadPerCore(ThreadedRuntime):
         if core is None or core.runtime is not self or core.current is None:
             return None
         return core.current, core
+
+    def _post_timer(self, entry: TimerEntry) -> None:
+        post_timer(self._cores[0], entry)
+
+    def _poke(self) -> None:
+        # Core 0 runs the deferred work; the wake-up is a lock-free write.
+        self._cores[0].reactor.wakeup()
 
     # -- Executor -----------------------------------------------------------------------
 

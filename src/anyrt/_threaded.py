@@ -83,6 +83,8 @@ class ThreadedRuntime(NativeRuntime):
         self._now_fn = time.monotonic
         self._blocking = BlockingPool(f"anyrt-{self.name}", max_threads=max_blocking_threads)
         self._main_waiter: MainWaiter | None = None
+        # Every block_on waiting now, to stop when a task raises KeyboardInterrupt.
+        self._block_waiters: set[MainWaiter] = set()
         self._signals = SignalInstaller(partial(close_signal_sockets, self))
 
     # -- what a backend provides ------------------------------------------------------
@@ -137,10 +139,16 @@ class ThreadedRuntime(NativeRuntime):
         # refused here. Checking only before taking the lock would let a spawn from
         # another thread slip in after close() reaped everything.
         with self._tasks_lock:
-            if not self._closed:
+            if not self._closed or self._closing_asyncgens:
                 self._tasks[task] = None
                 return
         self._check_open(coro)
+
+    def _fatal_stop(self) -> None:
+        with self._tasks_lock:
+            waiters = list(self._block_waiters)
+        for waiter in waiters:
+            waiter.interrupt()
 
     # -- Executor -------------------------------------------------------------------------
 
@@ -171,10 +179,16 @@ class ThreadedRuntime(NativeRuntime):
             RuntimeError: called from inside a task, or after `close`.
         """
         self._check_block_on(coro)
+        fatal = self._take_fatal()
+        if fatal is not None:  # a task raised it while no block_on was running
+            coro.close()
+            raise fatal
         main = self._place(coro, None, "block_on")
         self._register(main, coro)
         waiter = MainWaiter()
         main._join(waiter)  # type: ignore[arg-type]
+        with self._tasks_lock:
+            self._block_waiters.add(waiter)
         on_main_thread = threading.current_thread() is threading.main_thread()
         if on_main_thread:
             self._main_waiter = waiter
@@ -186,8 +200,10 @@ class ThreadedRuntime(NativeRuntime):
             self._launch(main)
             interrupted = waiter.wait()
             if interrupted:
-                # Cancel the main task, let its `finally` blocks run, then report the
-                # interrupt; a second Ctrl-C stops waiting for them.
+                # Ctrl-C, or a task raised KeyboardInterrupt/SystemExit: cancel the main
+                # task, let its `finally` blocks run, then raise; a second Ctrl-C stops
+                # waiting for them.
+                fatal = self._take_fatal()
                 _restore_sigint(previous)
                 previous = None
                 main.cancel()
@@ -196,10 +212,14 @@ class ThreadedRuntime(NativeRuntime):
             main.cancel()
             raise
         finally:
+            with self._tasks_lock:
+                self._block_waiters.discard(waiter)
             _restore_sigint(previous)
             if on_main_thread:
                 self._main_waiter = None
                 self._signals.restore()
+        if fatal is not None:
+            raise fatal
         if interrupted:
             raise KeyboardInterrupt
         return main.result()
@@ -286,12 +306,19 @@ class ThreadedRuntime(NativeRuntime):
             self._closed = True
         try:
             self._cancel_all()
+            if self._finalize_asyncgens():
+                # Their aclose() tasks run the generators' cleanup, uncancelled at first.
+                with self._tasks_lock:
+                    self._tasks_done.wait_for(lambda: not self._tasks, _SHUTDOWN_ROUND_SECONDS)
+                self._cancel_all()
             self._run_close_hooks()
         finally:
             self._stop_threads()
             self._reap_leftovers()
             self._release()
             self._blocking.shutdown()
+            self._run_deferred()
+            self._report_unclaimed_fatal()
 
     def _cancel_all(self) -> None:
         for _ in range(_SHUTDOWN_ROUNDS):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Coroutine
+from types import CoroutineType
 
 
 def check_seconds(seconds: object, where: str) -> float:
@@ -59,3 +61,16 @@ def check_address(address: object) -> tuple[str, int]:
     ):
         raise TypeError(f"address must be a (host, port) tuple of str and int, not {address!r}")
     return address[0], check_port(address[1])
+
+
+def check_coroutine(coro: object, method: str) -> None:
+    """Raise a `TypeError` naming the fix unless ``coro`` is a coroutine object."""
+    if type(coro) is CoroutineType:
+        return
+    if isinstance(coro, Coroutine):
+        return
+    if callable(coro):
+        hint = f" Did you mean {method}({getattr(coro, '__name__', 'fn')}(...)) - call it first?"
+    else:
+        hint = ""
+    raise TypeError(f"{method}() takes a coroutine object, not {type(coro).__name__}.{hint}")

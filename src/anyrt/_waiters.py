@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections import deque
+from contextlib import suppress
 from typing import Any, Generic, Protocol, TypeVar
 
 from ._native import running_native_runtime
@@ -78,6 +79,17 @@ def hand_off(waiters: deque[Any], value: object) -> bool:
         if waiters.popleft().send(value):
             return True
     return False
+
+
+def discard(waiters: deque[Any], waiter: object) -> None:
+    """Remove ``waiter`` (a cancelled or timed-out wait) from ``waiters`` if still there.
+
+    So that a wait that gives up leaves nothing behind: a loop of timed-out waits on an
+    object that is never set must not grow its queue. Compares by identity first, so a
+    ``(waiter, item)`` entry never calls the item's ``__eq__``.
+    """
+    with suppress(ValueError):  # already taken by a hand-off (which found it gone)
+        waiters.remove(waiter)
 
 
 def fail_all(waiters: deque[Any], exc_factory: type[BaseException], message: str) -> None:

@@ -40,10 +40,11 @@ from ._instrument import emit
 from ._native import ErrorHandler, sniffio_state, thread_state
 from ._protocols import FileDescriptorLike
 from ._reactor import READ, WRITE, IOWait, OSReactor, fileno
-from ._task import NativeTask, SharedTask, Worker, check_coroutine
+from ._scope import post_timer
+from ._task import NativeTask, SharedTask, Worker
 from ._threaded import Inbox, ThreadedRuntime
-from ._timers import TimerQueue
-from ._validate import check_positive_int
+from ._timers import TimerEntry, TimerQueue
+from ._validate import check_coroutine, check_positive_int
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -130,6 +131,7 @@ class _Worker(Inbox):
         thread_state.runtime = runtime
         if sniffio_state is not None:
             sniffio_state.name = "anyrt"
+        runtime._install_asyncgen_hooks()
         try:
             while not runtime._stopping:
                 task = self.next_task()
@@ -164,6 +166,8 @@ class _Worker(Inbox):
                 return task
         if self.inbox:
             self._drain_inbox()
+        if self.runtime._deferred:
+            self.runtime._run_deferred()
         if self.ready:
             return self.ready.popleft()
         if self.lifo is not None:
@@ -277,7 +281,7 @@ class _Worker(Inbox):
         if self.inbox or self.ready or self.local or self.lifo is not None:
             return True
         runtime = self.runtime
-        if runtime._injector:
+        if runtime._injector or runtime._deferred:
             return True
         return any(worker.local for worker in runtime._workers)
 
@@ -384,6 +388,13 @@ class WorkStealing(ThreadedRuntime):
         if worker is None or worker.runtime is not self or worker.current is None:
             return None
         return worker.current, worker
+
+    def _post_timer(self, entry: TimerEntry) -> None:
+        post_timer(self._workers[0], entry)
+
+    def _poke(self) -> None:
+        # The driving worker sleeps in the reactor; the wake-up is a lock-free write.
+        self._reactor.wakeup()
 
     # -- scheduling -------------------------------------------------------------------------
 

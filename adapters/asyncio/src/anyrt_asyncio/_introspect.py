@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final, TextIO
 
 import anyrt
 from anyrt import TaskInfo
-from anyrt._task import describe_suspension, write_task_table
+from anyrt._introspect import describe_suspension, write_task_table
 
 from ._task import AsyncioTask
 

@@ -11,7 +11,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from anyrt import FileDescriptorLike
-from anyrt._task import check_coroutine
+from anyrt._validate import check_coroutine
 from anyrt._validate import check_deadline, check_port, check_positive_int, check_seconds
 
 __all__ = [

@@ -18,7 +18,7 @@ import trio
 
 import anyrt
 from anyrt import TaskInfo
-from anyrt._task import describe_suspension, write_task_table
+from anyrt._introspect import describe_suspension, write_task_table
 
 if TYPE_CHECKING:
     from ._runtime import TrioRuntime

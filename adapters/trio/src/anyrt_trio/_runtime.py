@@ -55,7 +55,7 @@ from anyrt import (
 )
 from anyrt._native import ErrorHandler, log_task_error, running_native_runtime
 from anyrt._signals import MainWaiter, SignalInstaller
-from anyrt._task import check_coroutine
+from anyrt._validate import check_coroutine
 from anyrt._tls import secure_client, secure_listener
 from anyrt._validate import check_deadline, check_seconds
 
