@@ -29,6 +29,7 @@ from ._exceptions import ClosedResourceError
 from ._listener import AsyncResource, serve_listener
 from ._memudp import MemoryUDPSocket
 from ._protocols import ByteStream, Receiver, Sender
+from ._streamguard import StreamGuard
 from ._task import YIELD
 from ._validate import check_port, check_positive_int
 
@@ -98,7 +99,16 @@ class _Pipe:
 class MemoryStream(AsyncResource):
     """One end of an in-memory connection; implements `anyrt.ByteStream`."""
 
-    __slots__ = ("_closed", "_eof_sent", "_inbound", "_outbound", "_runtime", "local", "remote")
+    __slots__ = (
+        "_closed",
+        "_eof_sent",
+        "_guard",
+        "_inbound",
+        "_outbound",
+        "_runtime",
+        "local",
+        "remote",
+    )
 
     def __init__(
         self,
@@ -109,6 +119,7 @@ class MemoryStream(AsyncResource):
         remote: tuple[str, int],
     ) -> None:
         self._runtime = runtime
+        self._guard = StreamGuard(runtime)
         self._inbound = inbound
         self._outbound = outbound
         self.local = local
@@ -124,6 +135,15 @@ class MemoryStream(AsyncResource):
             raise ClosedResourceError(f"{method}() on a closed stream")
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
+        """Return up to ``max_bytes`` bytes; ``b""`` at EOF. One task at a time."""
+        guard = self._guard
+        guard.begin_receive()
+        try:
+            return await self._receive(max_bytes)
+        finally:
+            guard.end_receive()
+
+    async def _receive(self, max_bytes: int) -> bytes:
         """Return up to ``max_bytes`` bytes; ``b""`` at EOF."""
         check_positive_int(max_bytes, "receive(max_bytes)")
         self._check_open("receive")
@@ -143,6 +163,17 @@ class MemoryStream(AsyncResource):
                 raise ClosedResourceError("the stream was closed while receive() waited")
 
     async def send(self, data: bytes) -> None:
+        """Send all of ``data``; concurrent sends go one after the other."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"send() takes bytes, not {type(data).__name__}")
+        guard = self._guard
+        await guard.begin_send()
+        try:
+            await self._send(data)
+        finally:
+            guard.end_send()
+
+    async def _send(self, data: bytes) -> None:
         """Send all of ``data``, waiting while the peer's buffer is full."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"send() takes bytes, not {type(data).__name__}")

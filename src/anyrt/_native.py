@@ -207,7 +207,7 @@ class NativeRuntime(ABC):
     def _finalize_asyncgen(self, agen: AsyncGenerator[Any, Any]) -> NativeTask[Any] | None:
         with self._tasks_lock:
             self._asyncgens.discard(agen)
-        if self._closed and not self._closing_asyncgens:
+        if not self._admits() or getattr(agen, "ag_frame", None) is None:  # closed, or done
             return None
         task = self.spawn(agen.aclose(), name=f"aclose of {getattr(agen, '__qualname__', agen)}")
         task.detach()  # a failure in its finally goes to the error handler
@@ -215,6 +215,10 @@ class NativeRuntime(ABC):
 
     #: True while `close` finalises the async generators still alive.
     _closing_asyncgens = False
+
+    def _admits(self) -> bool:
+        """Whether a new task may be spawned: the runtime is open, or finalising."""
+        return not self._closed or self._closing_asyncgens
 
     def _finalize_asyncgens(self) -> list[NativeTask[Any]]:
         """Spawn ``aclose()`` for every async generator still alive (during `close`)."""
@@ -259,7 +263,7 @@ class NativeRuntime(ABC):
     ) -> NativeTask[T]:
         if type(coro) is not CoroutineType:
             check_coroutine(coro, method)
-        if self._closed and not self._closing_asyncgens:
+        if not self._admits():
             self._check_open(coro)
         if name is None:
             name = getattr(coro, "__qualname__", None) or repr(coro)

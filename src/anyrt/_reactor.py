@@ -101,7 +101,7 @@ class IOWait:
             while not self.ready and self.error is None:
                 yield self
         except BaseException:
-            if self.registered:
+            if self.registered or self.ready:
                 self.reactor._forget(self)
             raise
         if self.error is not None:
@@ -111,6 +111,13 @@ class IOWait:
         if self.task is not None:
             return  # a spurious wake; still registered
         self.task = task
+        owner = self.reactor.runtime
+        if owner is not None and task._sink is not owner:
+            from ._native import foreign_runtime_error  # noqa: PLC0415 - _native imports us
+
+            self.error = foreign_runtime_error("a socket wait", owner, task)
+            task.wake()
+            return
         try:
             self.reactor._register(self)
         except BaseException as exc:
@@ -231,7 +238,9 @@ class _FdRecord:
 class OSReactor:
     """Readiness notifications for fds, driven by one thread at a time via `poll`."""
 
-    def __init__(self) -> None:
+    def __init__(self, runtime: object = None) -> None:
+        #: The runtime whose tasks may wait here (a wait from another one is refused).
+        self.runtime = runtime
         self._selector = _Poller()
         self._edge = self._selector.edge_triggered
         self._lock = threading.Lock()
@@ -316,7 +325,11 @@ class OSReactor:
             del self._waiters[fd]
 
     def _forget(self, wait: IOWait) -> None:
-        """Drop ``wait`` (its task was cancelled)."""
+        """Drop ``wait`` (its task was cancelled).
+
+        If the wait had already fired, its edge is given back (``pending``): the task
+        that consumed it never acted on it, and an edge is reported only once.
+        """
         with self._lock:
             record = self._waiters.get(wait.fd)
             if record is not None:
@@ -325,6 +338,8 @@ class OSReactor:
                     record.waits[index] = None
                     if not wait.keep:
                         self._drop_interest(wait.fd, record, wait.events)
+                elif wait.ready and wait.keep and record.owner == wait.keep:
+                    record.pending |= wait.events
         wait.registered = False
 
     def poll(self, timeout: float | None) -> int:

@@ -21,6 +21,7 @@ from ._listener import _handler_name as handler_name
 from ._memnet import _Signal
 from ._memudp import MemoryUDPSocket
 from ._protocols import ByteStream
+from ._streamguard import StreamGuard
 from ._task import YIELD
 from ._timers import TimerEntry
 from ._validate import check_positive_int
@@ -147,6 +148,7 @@ class SimStream(AsyncResource):
         "_accept",
         "_closed",
         "_eof_sent",
+        "_guard",
         "_inbound",
         "_network",
         "_outbound",
@@ -163,6 +165,7 @@ class SimStream(AsyncResource):
         remote: tuple[str, int],
     ) -> None:
         self._network = network
+        self._guard = StreamGuard(network.runtime)
         self._inbound = inbound
         self._outbound = outbound
         self.local = local
@@ -179,6 +182,15 @@ class SimStream(AsyncResource):
             raise ClosedResourceError(f"{method}() on a closed stream")
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
+        """Return up to ``max_bytes`` bytes; ``b""`` at EOF. One task at a time."""
+        guard = self._guard
+        guard.begin_receive()
+        try:
+            return await self._receive(max_bytes)
+        finally:
+            guard.end_receive()
+
+    async def _receive(self, max_bytes: int) -> bytes:
         """Return up to ``max_bytes`` bytes that have arrived; ``b""`` at EOF."""
         check_positive_int(max_bytes, "receive(max_bytes)")
         self._check_open("receive")
@@ -198,6 +210,17 @@ class SimStream(AsyncResource):
                 raise ClosedResourceError("the stream was closed while receive() waited")
 
     async def send(self, data: bytes) -> None:
+        """Send all of ``data``; concurrent sends go one after the other."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"send() takes bytes, not {type(data).__name__}")
+        guard = self._guard
+        await guard.begin_send()
+        try:
+            await self._send(data)
+        finally:
+            guard.end_send()
+
+    async def _send(self, data: bytes) -> None:
         """Send all of ``data``, waiting while the window (the peer's buffer) is full."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"send() takes bytes, not {type(data).__name__}")

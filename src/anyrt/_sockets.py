@@ -19,6 +19,7 @@ from ._exceptions import ClosedResourceError
 from ._listener import AsyncResource, serve_listener
 from ._protocols import BlockingExecutor, ByteStream, FileDescriptorLike, FullExecutor, Task
 from ._reactor import READ, WRITE
+from ._streamguard import StreamGuard
 from ._validate import check_port, check_positive_int
 
 # The kernel caps it at its own limit (net.core.somaxconn), as trio does: a burst of
@@ -62,16 +63,19 @@ R = TypeVar("R", bound=SocketWaits)
 class SocketStream(AsyncResource):
     """A connected TCP or Unix socket; implements `anyrt.ByteStream`."""
 
-    __slots__ = ("_closed", "_drained", "_runtime", "_token", "socket")
+    __slots__ = ("_broken", "_closed", "_drained", "_guard", "_runtime", "_token", "socket")
 
     def __init__(self, runtime: SocketRuntime, sock: socket.socket) -> None:
         sock.setblocking(False)
+        self._guard = StreamGuard(runtime)
         self._token = _next_token()
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._runtime = runtime
         self.socket = sock
         self._closed = False
+        # A send failed because the connection is broken: receive then reports EOF.
+        self._broken = False
         # The last recv returned less than asked: the kernel's buffer was empty then,
         # so the next receive waits for readiness before it tries (see receive()).
         self._drained = False
@@ -86,49 +90,69 @@ class SocketStream(AsyncResource):
             raise ClosedResourceError(f"{method}() on a closed stream")
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        """Return up to ``max_bytes`` bytes; ``b""`` at EOF."""
+        """Return up to ``max_bytes`` bytes; ``b""`` at EOF. One task at a time.
+
+        After a failed send (the peer is gone) it returns ``b""``: the stream is over.
+        """
         if type(max_bytes) is not int or max_bytes <= 0:
             check_positive_int(max_bytes, "receive(max_bytes)")
         max_bytes = min(max_bytes, _MAX_RECEIVE)  # recv allocates its whole buffer first
         if self._closed:
             self._check_open("receive")
-        sock = self.socket
-        if self._drained:
-            # A recv now would most likely fail with EAGAIN, which costs a syscall and
-            # an exception. Waiting first is safe: the reactor keeps edge-triggered
-            # interest in the socket and remembers an edge nobody waited for, and a
-            # first registration reports data that is already there.
-            await self._runtime._wait_socket(sock, READ, self._token)
-        while True:
-            try:
-                data = sock.recv(max_bytes)
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError as exc:
-                self._raise_if_closed(exc)
-                raise
-            else:
-                self._drained = 0 < len(data) < max_bytes
-                return data
-            await self._runtime._wait_socket(sock, READ, self._token)
+        guard = self._guard
+        guard.begin_receive()
+        try:
+            sock = self.socket
+            if self._drained:
+                # A recv now would most likely fail with EAGAIN, which costs a syscall
+                # and an exception. Waiting first is safe: the reactor keeps
+                # edge-triggered interest in the socket and remembers an edge nobody
+                # waited for, and a first registration reports data already there.
+                await self._runtime._wait_socket(sock, READ, self._token)
+            while True:
+                try:
+                    data = sock.recv(max_bytes)
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError as exc:
+                    self._raise_if_closed(exc)
+                    if self._broken and isinstance(exc, ConnectionError):
+                        return b""  # the same end of stream on every backend
+                    raise
+                else:
+                    self._drained = 0 < len(data) < max_bytes
+                    return data
+                await self._runtime._wait_socket(sock, READ, self._token)
+        finally:
+            guard.end_receive()
 
     async def send(self, data: bytes) -> None:
-        """Send all of ``data``, waiting while the socket buffer is full."""
+        """Send all of ``data``, waiting while the socket buffer is full.
+
+        Sends from several tasks go one after the other, each whole.
+        """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"send() takes bytes, not {type(data).__name__}")
         self._check_open("send")
-        sock = self.socket
-        view = memoryview(data).cast("B")
-        while view:
-            try:
-                sent = sock.send(view)
-            except (BlockingIOError, InterruptedError):
-                await self._runtime._wait_socket(sock, WRITE, self._token)
-                continue
-            except OSError as exc:
-                self._raise_if_closed(exc)
-                raise
-            view = view[sent:]
+        guard = self._guard
+        await guard.begin_send()
+        try:
+            sock = self.socket
+            view = memoryview(data).cast("B")
+            while view:
+                try:
+                    sent = sock.send(view)
+                except (BlockingIOError, InterruptedError):
+                    await self._runtime._wait_socket(sock, WRITE, self._token)
+                    continue
+                except OSError as exc:
+                    self._raise_if_closed(exc)
+                    if isinstance(exc, ConnectionError):
+                        self._broken = True
+                    raise
+                view = view[sent:]
+        finally:
+            guard.end_send()
 
     def _raise_if_closed(self, exc: OSError) -> None:
         if self._closed or exc.errno == errno.EBADF:

@@ -143,6 +143,14 @@ class Lock(_Acquirable):
         """Return True if some task holds the lock."""
         return self._locked
 
+    def _try_acquire(self) -> bool:
+        """Take the lock if it is free; never waits."""
+        with self._lock:
+            if self._locked:
+                return False
+            self._locked = True
+            return True
+
     async def acquire(self) -> None:
         """Wait until the lock is free, then take it."""
         with self._lock:

@@ -93,7 +93,7 @@ class _Core(Inbox):
         # inbox_lock, so a post writes the wake-up fd exactly when it is needed.
         self.sleeping = False
         self.timers = TimerQueue()
-        self.reactor = OSReactor()
+        self.reactor = OSReactor(runtime)
         self.current: NativeTask[Any] | None = None
         #: Live tasks placed here; guarded by the runtime's tasks lock.
         self.load = 0
@@ -301,7 +301,7 @@ class ThreadPerCore(ThreadedRuntime):
 
     def _register(self, task: NativeTask[Any], coro: Coroutine[Any, Any, Any]) -> None:
         with self._tasks_lock:
-            if not self._closed:
+            if self._admits():
                 self._tasks[task] = None
                 task._sched.load += 1
                 return

@@ -139,7 +139,7 @@ class ThreadedRuntime(NativeRuntime):
         # refused here. Checking only before taking the lock would let a spawn from
         # another thread slip in after close() reaped everything.
         with self._tasks_lock:
-            if not self._closed or self._closing_asyncgens:
+            if self._admits():
                 self._tasks[task] = None
                 return
         self._check_open(coro)

@@ -367,7 +367,7 @@ class WorkStealing(ThreadedRuntime):
         if workers is None:
             workers = os.cpu_count() or 1
         check_positive_int(workers, "workers")
-        self._reactor = OSReactor()
+        self._reactor = OSReactor(self)
         self._injector: deque[NativeTask[Any]] = deque()
         self._idle_lock = threading.Lock()
         self._sleepers: list[_Worker] = []

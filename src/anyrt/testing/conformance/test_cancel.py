@@ -286,3 +286,74 @@ async def test_cancellation_reaches_the_innermost_await(runtime: anyrt.Runtime) 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
+
+
+@pytest.mark.parametrize("kind", list(SUSPENSIONS))
+async def test_every_cancel_point_raises_in_a_cancelled_scope(
+    runtime: anyrt.Runtime, kind: str
+) -> None:
+    async with SUSPENSIONS[kind](runtime) as suspension:
+        with runtime.cancel_scope() as scope:
+            scope.cancel()
+            await suspension
+            pytest.fail(f"{kind} returned inside a cancelled scope")
+    assert scope.cancelled_caught
+
+
+@pytest.mark.parametrize("kind", list(SUSPENSIONS))
+async def test_a_cancelled_task_raises_at_every_cancel_point(
+    runtime: anyrt.Runtime, kind: str
+) -> None:
+    arrivals = Arrivals(runtime, 1)
+    raised: list[str] = []
+
+    async def stubborn() -> None:
+        try:
+            await arrivals.enter("stubborn", runtime.sleep(FOREVER))
+        except runtime.cancelled_exc:
+            raised.append("first")
+        # Setting the suspension up (connecting, say) and tearing it down are cancel
+        # points too: they run under a shield, the suspension itself does not.
+        manager = SUSPENSIONS[kind](runtime)
+        with runtime.cancel_scope(shield=True):
+            suspension = await manager.__aenter__()
+        try:
+            await suspension
+        except runtime.cancelled_exc:
+            raised.append(kind)
+            raise
+        finally:
+            with runtime.cancel_scope(shield=True):
+                await manager.__aexit__(None, None, None)
+
+    task = runtime.spawn(stubborn())
+    await arrivals.all_in.wait()
+    task.cancel()
+    with pytest.raises(anyrt.Cancelled):
+        await task
+    assert raised == ["first", kind]
+    assert task.cancelled()
+
+
+async def test_cancelled_tells_how_a_task_ended(runtime: anyrt.Runtime) -> None:
+    async def returns() -> int:
+        return 1
+
+    async def fails() -> None:
+        raise KeyError("failed")
+
+    returned = runtime.spawn(returns())
+    failed = runtime.spawn(fails())
+    cancelled = runtime.spawn(runtime.sleep(FOREVER))
+    cancelled.cancel()
+    assert not returned.cancelled()  # not done yet, or done: either way not cancelled
+    assert await returned == 1
+    with pytest.raises(KeyError):
+        await failed
+    with pytest.raises(anyrt.Cancelled):
+        await cancelled
+    assert (returned.cancelled(), failed.cancelled(), cancelled.cancelled()) == (
+        False,
+        False,
+        True,
+    )
