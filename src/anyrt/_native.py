@@ -337,11 +337,11 @@ class NativeRuntime(ABC):
 
     def fail_after(self, seconds: float, *, shield: bool = False) -> NativeCancelScope:
         """As `move_on_after`, but raise `TimeoutError` on leaving if the deadline passed."""
-        if type(seconds) is not float or not seconds >= 0.0:
+        if type(seconds) is not float or not seconds >= 0.0:  # the common case, cheaply
             seconds = check_seconds(seconds, "fail_after()")
         if shield is not False:
             _check_shield(shield)
-        return NativeCancelScope(self, self._now_fn() + seconds, shield, fail=True)
+        return NativeCancelScope(self, self._now_fn() + seconds, shield, True)
 
     def fail_at(self, deadline: float, *, shield: bool = False) -> NativeCancelScope:
         """As `move_on_at`, but raise `TimeoutError` on leaving if the deadline passed."""

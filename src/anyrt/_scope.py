@@ -52,7 +52,10 @@ class _DeadlineTimer(TimerEntry):
     __slots__ = ("scope",)
 
     def __init__(self, deadline: float, scope: NativeCancelScope) -> None:
-        super().__init__(deadline)
+        # TimerEntry's fields, set here without a super() call: this is on the path of
+        # every fail_after().
+        self.deadline = deadline
+        self.cancelled = False
         self.scope = scope
 
     def fire(self) -> None:
@@ -82,7 +85,7 @@ class NativeCancelScope:
     )
 
     def __init__(
-        self, runtime: ScopeHost, deadline: float, shield: bool, *, fail: bool = False
+        self, runtime: ScopeHost, deadline: float, shield: bool, fail: bool = False
     ) -> None:
         self._runtime = runtime
         self._deadline = deadline
@@ -201,8 +204,14 @@ class NativeCancelScope:
         self._parent = task._scope
         self._state = _ACTIVE
         task._scope = self
-        if self._deadline != math.inf:
-            self._arm(worker)
+        deadline = self._deadline
+        if deadline != math.inf and not self._cancel_called:
+            if deadline > runtime._now_fn():
+                timer = self._timer = _DeadlineTimer(deadline, self)
+                worker.timers.push(timer)
+            else:
+                self._expired = True
+                self._cancel_called = True
         if self._cancel_called or self._shield:
             task._scopes_changed()
         return self
