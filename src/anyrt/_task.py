@@ -389,6 +389,9 @@ class NativeTask(ABC, Generic[T]):
         self._exc = exc
         guard = None
         fatal = False
+        if isinstance(exc, BaseExceptionGroup):
+            exc = _without_cancellations(exc, self.name)
+            self._exc = exc
         if exc is not None:
             # The traceback's first frame is ours; skip it so reports start in user code.
             tb = exc.__traceback__
@@ -616,6 +619,23 @@ class LocalTask(NativeTask[T]):
             sched.post(self.detach)
         else:
             _report_detached(self, self._detach_here())
+
+
+def _without_cancellations(group: BaseExceptionGroup[Any], name: str) -> BaseException:
+    """What a task that ended with ``group`` ended with, cancellations taken out.
+
+    A cancellation inside a group (a task group that failed while its task was being
+    cancelled) only says the task was cancelled too: the task ended with the real
+    errors, or, if there are none, cancelled.
+    """
+    cancellations, rest = group.split(Cancelled)
+    if cancellations is None:
+        return group
+    if rest is not None:
+        return rest
+    cancelled = Cancelled(f"task {name!r} was cancelled")
+    cancelled.__context__ = group
+    return cancelled
 
 
 def _report_detached(task: NativeTask[Any], guard: _FailureGuard | None) -> None:
