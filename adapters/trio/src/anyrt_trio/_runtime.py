@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, ParamSpec, Self, TextIO,
 
 import trio
 import trio.testing
-from trio.lowlevel import RunVar, checkpoint
+from trio.lowlevel import checkpoint
 
 from anyrt import (
     ByteStream,
@@ -54,25 +54,19 @@ from anyrt import (
     TaskInfo,
 )
 from anyrt._native import ErrorHandler, log_task_error, running_native_runtime
+from anyrt._scope import TimeoutContext
 from anyrt._signals import MainWaiter, SignalInstaller
-from anyrt._validate import check_coroutine
 from anyrt._tls import secure_client, secure_listener
-from anyrt._validate import check_deadline, check_seconds
+from anyrt._validate import check_coroutine, check_deadline, check_seconds
 
 from . import _introspect
+from ._home import CURRENT, foreign_error
 from ._oneshot import TrioOneshot
+from ._scope import TrioCancelScope
 from ._signals import TrioSignalReceiver, close_signal_sockets
 from ._streams import connect_tcp, listen_tcp
 from ._task import TrioTask, run_task, where
-from ._time import (
-    NO_WAIT,
-    AutojumpGovernor,
-    ExternalWait,
-    Interval,
-    NoWait,
-    Timeout,
-    make_clock,
-)
+from ._time import NO_WAIT, AutojumpGovernor, ExternalWait, Interval, NoWait, make_clock
 from ._udp import TrioDatagramSocket, open_udp
 
 if TYPE_CHECKING:
@@ -88,10 +82,6 @@ logger = logging.getLogger("anyrt")
 _CAPABILITIES: Final = ("threads", "os-reactor", "blocking-pool")
 #: How long close() waits for the cancelled tasks before it names those still running.
 _STUCK_REPORT_SECONDS: Final = 5.0
-
-# The runtime bound to a run: the owning runtime inside its own thread, or the one
-# `current()` made for a run it borrows.
-_CURRENT: RunVar[TrioRuntime] = RunVar("anyrt_trio.current")
 
 
 @final
@@ -179,7 +169,7 @@ class TrioRuntime:
         self._token = trio.lowlevel.current_trio_token()
         self._ident = get_ident()
         self._clock = trio.lowlevel.current_clock()
-        _CURRENT.set(self)
+        CURRENT.set(self)
 
     def __repr__(self) -> str:
         if self._closed:
@@ -526,14 +516,17 @@ class TrioRuntime:
         with self._external:
             return await trio.to_thread.run_sync(call, thread_name=thread_name)
 
-    def _shield(self) -> trio.CancelScope:
-        """A shield for core code that must wait through trio's level-triggered cancellation.
+    def cancel_scope(self, *, deadline: float = math.inf, shield: bool = False) -> TrioCancelScope:
+        """Return a new `anyrt.CancelScope` of this runtime: a `trio.CancelScope` underneath.
 
-        `anyrt.TaskGroup` waits for its cancelled children under it once its own task
-        has seen the cancellation: otherwise every further wait raises at once and the
-        group spins until the children are done.
+        Enter it in a task of this runtime; `cancel` works from any thread.
+
+        Raises:
+            ValueError: ``deadline`` is NaN.
         """
-        return trio.CancelScope(shield=True)
+        if deadline != math.inf:
+            deadline = check_deadline(deadline, "cancel_scope(deadline=...)")
+        return TrioCancelScope(self, deadline, _check_shield(shield))
 
     # -- Timer ------------------------------------------------------------------------------
 
@@ -547,7 +540,13 @@ class TrioRuntime:
         return self._clock.current_time()
 
     async def sleep(self, seconds: float) -> None:
-        """Suspend for ``seconds``; ``sleep(0)`` is a trio checkpoint."""
+        """Suspend for ``seconds``; ``sleep(0)`` is a trio checkpoint.
+
+        Raises:
+            RuntimeError: awaited outside the tasks of this runtime.
+        """
+        if get_ident() != self._ident:
+            raise foreign_error("a sleep", self)
         kind = type(seconds)
         if kind is float or kind is int:  # the common cases, checked cheaply (not bool)
             if seconds > 0:
@@ -563,8 +562,15 @@ class TrioRuntime:
             await trio.sleep_until(self._clock.current_time() + seconds)
 
     async def sleep_until(self, deadline: float) -> None:
-        """Suspend until `now` reaches ``deadline``."""
-        await trio.sleep_until(check_deadline(deadline, "sleep_until()"))
+        """Suspend until `now` reaches ``deadline``.
+
+        Raises:
+            RuntimeError: awaited outside the tasks of this runtime.
+        """
+        deadline = check_deadline(deadline, "sleep_until()")
+        if get_ident() != self._ident:
+            raise foreign_error("a sleep_until", self)
+        await trio.sleep_until(deadline)
 
     def interval(self, period: float) -> Interval:
         """Tick every ``period`` seconds; see `anyrt.Timer.interval`."""
@@ -573,12 +579,47 @@ class TrioRuntime:
             raise ValueError("interval() takes a positive period, got 0")
         return Interval(self._clock, period)
 
-    def timeout(self, seconds: float) -> Timeout:
-        """Cancel the enclosed block after ``seconds`` and raise `TimeoutError`.
+    def timeout(self, seconds: float) -> TimeoutContext:
+        """``async with rt.timeout(s):`` means exactly ``with rt.fail_after(s):``."""
+        return TimeoutContext(self.fail_after(check_seconds(seconds, "timeout()")))
 
-        A trio cancel scope with a deadline, as `trio.fail_after`.
+    def move_on_after(self, seconds: float, *, shield: bool = False) -> TrioCancelScope:
+        """A cancel scope whose deadline is ``seconds`` from now; exits quietly on expiry."""
+        seconds = check_seconds(seconds, "move_on_after()")
+        return TrioCancelScope(self, self.now() + seconds, _check_shield(shield))
+
+    def move_on_at(self, deadline: float, *, shield: bool = False) -> TrioCancelScope:
+        """A cancel scope with this ``deadline``; exits quietly on expiry."""
+        deadline = check_deadline(deadline, "move_on_at()")
+        return TrioCancelScope(self, deadline, _check_shield(shield))
+
+    def fail_after(self, seconds: float, *, shield: bool = False) -> TrioCancelScope:
+        """As `move_on_after`, but its exit raises `TimeoutError` if the deadline passed.
+
+        Only for its own deadline: an enclosing cancellation passes through unchanged.
         """
-        return Timeout(self._clock, check_seconds(seconds, "timeout()"))
+        seconds = check_seconds(seconds, "fail_after()")
+        return TrioCancelScope(self, self.now() + seconds, _check_shield(shield), fail=True)
+
+    def fail_at(self, deadline: float, *, shield: bool = False) -> TrioCancelScope:
+        """As `move_on_at`, but its exit raises `TimeoutError` if the deadline passed."""
+        deadline = check_deadline(deadline, "fail_at()")
+        return TrioCancelScope(self, deadline, _check_shield(shield), fail=True)
+
+    def current_deadline(self) -> float:
+        """The nearest deadline of the calling task's scopes up to a shield.
+
+        ``math.inf`` if none, ``-math.inf`` if one of them is cancelled already
+        (`trio.current_effective_deadline`).
+
+        Raises:
+            RuntimeError: not called from a task of this runtime.
+        """
+        if get_ident() != self._ident:
+            raise RuntimeError(
+                f"current_deadline() must be called from a task of this {self.name!r} runtime"
+            )
+        return trio.current_effective_deadline()
 
     # -- Reactor ----------------------------------------------------------------------------
 
@@ -811,6 +852,12 @@ if TYPE_CHECKING:
         return runtime
 
 
+def _check_shield(shield: object) -> bool:
+    if not isinstance(shield, bool):
+        raise TypeError(f"shield must be a bool, not {type(shield).__name__}")
+    return shield
+
+
 def current() -> TrioRuntime:
     """Return an anyrt runtime bound to the running ``trio.run``, which it does not own.
 
@@ -824,7 +871,7 @@ def current() -> TrioRuntime:
         RuntimeError: not called inside ``trio.run``.
     """
     try:
-        return _CURRENT.get()
+        return CURRENT.get()
     except LookupError:
         pass
     except RuntimeError:

@@ -1,4 +1,4 @@
-"""Time on trio: the clock (trio's own, or virtual with `MockClock`), intervals, timeouts.
+"""Time on trio: the clock (trio's own, or virtual with `MockClock`) and intervals.
 
 ``clock="virtual"`` is ``trio.testing.MockClock(autojump_threshold=0)``: once every task
 is blocked and a zero-timeout poll found no I/O, the clock jumps to the next deadline,
@@ -35,7 +35,7 @@ from typing import Final, Self
 import trio
 import trio.testing
 
-__all__ = ["AutojumpGovernor", "ExternalWait", "Interval", "Timeout", "make_clock"]
+__all__ = ["AutojumpGovernor", "ExternalWait", "Interval", "make_clock"]
 
 
 def make_clock(clock: object) -> tuple[trio.abc.Clock | None, float | None]:
@@ -194,39 +194,3 @@ class Interval:
         skipped = math.floor(behind / period) if behind >= period else 0
         self._next = tick + period * (skipped + 1)
         return tick
-
-
-class Timeout:
-    """``async with runtime.timeout(s):`` - a trio cancel scope with a deadline.
-
-    Like `trio.fail_after`, but raising `TimeoutError`; the deadline is set on entry.
-    """
-
-    __slots__ = ("_clock", "_scope", "_seconds")
-
-    def __init__(self, clock: trio.abc.Clock, seconds: float) -> None:
-        self._clock = clock
-        self._seconds = seconds
-        self._scope: trio.CancelScope | None = None
-
-    async def __aenter__(self) -> None:
-        if self._scope is not None:
-            raise RuntimeError("a timeout() context manager can be entered only once")
-        scope = trio.CancelScope(deadline=self._clock.current_time() + self._seconds)
-        scope.__enter__()
-        self._scope = scope
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        scope = self._scope
-        assert scope is not None
-        swallowed = scope.__exit__(exc_type, exc, tb)
-        if exc is not None and swallowed:
-            if scope.cancelled_caught:
-                raise TimeoutError(f"timed out after {self._seconds} s") from exc
-            return True
-        return None
