@@ -1,9 +1,11 @@
 """The oneshot on trio: one value, handed from any thread to one waiting trio task.
 
 The receiver holds the state, guarded by a lock from a fixed pool of striped locks (no
-allocation per oneshot). A task waits with `trio.lowlevel.wait_task_rescheduled`; the
-sender wakes it with `trio.lowlevel.reschedule`, directly when it runs on the waiting
-task's own thread, through the run's `TrioToken` otherwise.
+allocation per oneshot). A task of the oneshot's runtime waits with
+`trio.lowlevel.wait_task_rescheduled`; the sender wakes it with
+`trio.lowlevel.reschedule`, directly when it runs on the runtime's trio thread, through
+the run's `TrioToken` otherwise. Awaiting the receiver in another run (a task of another
+trio runtime) raises `RuntimeError`: it could only ever be woken on its own run.
 
 The delivery promise of `anyrt.Sender.send` maps onto trio's abort protocol: when the
 waiting task is cancelled, trio asks the receiver's abort function whether the wait can
@@ -20,19 +22,14 @@ import itertools
 import threading
 from collections.abc import Generator
 from threading import get_ident
-from typing import Any, Final, Generic, Protocol, TypeVar, final
+from typing import Any, Final, Generic, TypeVar, final
 
 import trio
-from trio.lowlevel import (
-    Abort,
-    RaiseCancelT,
-    current_task,
-    current_trio_token,
-    reschedule,
-    wait_task_rescheduled,
-)
+from trio.lowlevel import Abort, RaiseCancelT, current_task, reschedule, wait_task_rescheduled
 
 from anyrt import ClosedResourceError
+
+from ._home import Home, foreign_error
 
 T = TypeVar("T")
 
@@ -47,22 +44,6 @@ _LOCKS: Final = tuple(threading.Lock() for _ in range(_STRIPES))
 _next_stripe = itertools.count().__next__
 
 
-class Home(Protocol):
-    """The trio run a runtime's tasks live in: its thread and its token."""
-
-    _ident: int
-    _token: trio.lowlevel.TrioToken
-
-
-def wake(task: trio.lowlevel.Task, thread: int, token: trio.lowlevel.TrioToken) -> None:
-    """Reschedule ``task``, parked in the run on ``thread``; safe from any thread."""
-    if get_ident() == thread:
-        reschedule(task)
-        return
-    with contextlib.suppress(trio.RunFinishedError):  # the task ended with its run
-        token.run_sync_soon(reschedule, task)
-
-
 @final
 class TrioOneshot(Generic[T]):
     """A trio oneshot: both halves in one object; implements `anyrt.Sender` and `anyrt.Receiver`.
@@ -73,7 +54,7 @@ class TrioOneshot(Generic[T]):
     value by mistake.
     """
 
-    __slots__ = ("_exc", "_home", "_lock", "_state", "_task", "_thread", "_token", "_value")
+    __slots__ = ("_exc", "_home", "_lock", "_state", "_task", "_value")
 
     def __init__(self, home: Home) -> None:
         self._lock = _LOCKS[_next_stripe() % _STRIPES]
@@ -81,10 +62,7 @@ class TrioOneshot(Generic[T]):
         self._value: T | None = None
         self._exc: BaseException | None = None
         self._home = home
-        # The parked trio task, and the thread and token that wake it.
-        self._task: trio.lowlevel.Task | None = None
-        self._thread = 0
-        self._token: trio.lowlevel.TrioToken | None = None
+        self._task: trio.lowlevel.Task | None = None  # the parked trio task
 
     def __repr__(self) -> str:
         return f"<anyrt trio oneshot {_STATE_NAMES[self._state]}>"
@@ -100,10 +78,9 @@ class TrioOneshot(Generic[T]):
                 )
             if state == _WAITING:
                 raise RuntimeError("a Receiver can be awaited by one task at a time")
+            if get_ident() != self._home._ident:
+                self._refuse()
             task = current_task()
-            thread = get_ident()
-            # A task of another trio run (not the runtime's) is woken through its token.
-            token = None if thread == self._home._ident else current_trio_token()
             lock = self._lock
             lock.acquire()  # acquire/release rather than `with`: half the cost
             try:
@@ -111,8 +88,6 @@ class TrioOneshot(Generic[T]):
                 if parked:
                     self._state = _WAITING
                     self._task = task
-                    self._thread = thread
-                    self._token = token
             finally:
                 lock.release()
             if parked:
@@ -125,6 +100,12 @@ class TrioOneshot(Generic[T]):
         if exc is not None:
             raise exc
         return self._value  # type: ignore[return-value]
+
+    def _refuse(self) -> None:
+        """Awaited outside its runtime's run: close it (nobody will get the value), raise."""
+        self.close()
+        if self._state != _SENT:
+            raise foreign_error("a oneshot Receiver", self._home)
 
     def _abort(self, _: RaiseCancelT) -> Abort:
         lock = self._lock
@@ -149,14 +130,14 @@ class TrioOneshot(Generic[T]):
             self._value = value
             self._state = _SENT
             task = self._task
+            self._task = None
         finally:
             lock.release()
         if task is not None:
-            self._task = None
-            if get_ident() == self._thread:
+            if get_ident() == self._home._ident:
                 reschedule(task)
             else:
-                wake(task, self._thread, self._token or self._home._token)
+                self._wake_from_afar(task)
         return True
 
     def fail(self, exc: BaseException) -> bool:
@@ -170,10 +151,18 @@ class TrioOneshot(Generic[T]):
             self._exc = exc
             self._state = _SENT
             task = self._task
-        if task is not None:
             self._task = None
-            wake(task, self._thread, self._token or self._home._token)
+        if task is not None:
+            if get_ident() == self._home._ident:
+                reschedule(task)
+            else:
+                self._wake_from_afar(task)
         return True
+
+    def _wake_from_afar(self, task: trio.lowlevel.Task) -> None:
+        # If the run is over, the task ended with it.
+        with contextlib.suppress(trio.RunFinishedError):
+            self._home._token.run_sync_soon(reschedule, task)
 
     @staticmethod
     def _refused(state: int) -> bool:

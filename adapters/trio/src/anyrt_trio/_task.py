@@ -13,6 +13,7 @@ up shields itself with ``trio.CancelScope(shield=True)``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Coroutine, Generator
@@ -24,8 +25,6 @@ from trio.lowlevel import Abort, RaiseCancelT, current_task, current_trio_token,
 
 import anyrt
 from anyrt import Cancelled, TaskError
-
-from ._oneshot import wake
 
 if TYPE_CHECKING:
     from ._runtime import TrioRuntime
@@ -39,6 +38,15 @@ _STATE_NAMES: Final = ("pending", "running", "done")
 
 # Guards the waiters that await a task from another trio run (another thread): rare.
 _FOREIGN_LOCK: Final = threading.Lock()
+
+
+def wake(task: trio.lowlevel.Task, thread: int, token: trio.lowlevel.TrioToken) -> None:
+    """Reschedule ``task``, parked in the run on ``thread``; safe from any thread."""
+    if get_ident() == thread:
+        reschedule(task)
+        return
+    with contextlib.suppress(trio.RunFinishedError):  # the task ended with its run
+        token.run_sync_soon(reschedule, task)
 
 
 def is_cancellation(exc: BaseException) -> bool:
