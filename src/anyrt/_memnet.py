@@ -100,6 +100,7 @@ class MemoryStream(AsyncResource):
     """One end of an in-memory connection; implements `anyrt.ByteStream`."""
 
     __slots__ = (
+        "_broken",
         "_closed",
         "_eof_sent",
         "_guard",
@@ -126,6 +127,7 @@ class MemoryStream(AsyncResource):
         self.remote = remote
         self._closed = False
         self._eof_sent = False
+        self._broken = False  # a send failed: the connection is gone
 
     def __repr__(self) -> str:
         return f"<anyrt MemoryStream {self.local} -> {self.remote}>"
@@ -154,8 +156,10 @@ class MemoryStream(AsyncResource):
                 del pipe.buffer[:max_bytes]
                 pipe.writable.fire()
                 return data
-            if pipe.reset:
+            if pipe.reset and not self._broken:
                 raise ConnectionResetError(errno.ECONNRESET, "connection reset by peer")
+            if pipe.reset:
+                return b""  # a send failed already: the end of the stream, on every backend
             if pipe.eof:
                 return b""
             await pipe.readable.wait()
@@ -170,6 +174,9 @@ class MemoryStream(AsyncResource):
         await guard.begin_send()
         try:
             await self._send(data)
+        except ConnectionError:
+            self._broken = True  # receive() reports EOF from now on
+            raise
         finally:
             guard.end_send()
 

@@ -146,6 +146,7 @@ class SimStream(AsyncResource):
 
     __slots__ = (
         "_accept",
+        "_broken",
         "_closed",
         "_eof_sent",
         "_guard",
@@ -172,6 +173,7 @@ class SimStream(AsyncResource):
         self.remote = remote
         self._closed = False
         self._eof_sent = False
+        self._broken = False  # a send failed: the connection is gone
         self._accept: Accept | None = None  # a client's, until its handshake ends
 
     def __repr__(self) -> str:
@@ -201,8 +203,10 @@ class SimStream(AsyncResource):
                 del flow.buffer[:max_bytes]
                 flow.writable.fire()
                 return data
-            if flow.reset:
+            if flow.reset and not self._broken:
                 raise ConnectionResetError(errno.ECONNRESET, "connection reset by peer")
+            if flow.reset:
+                return b""  # a send failed already: the end of the stream, on every backend
             if flow.eof:
                 return b""
             await flow.readable.wait()
@@ -217,6 +221,9 @@ class SimStream(AsyncResource):
         await guard.begin_send()
         try:
             await self._send(data)
+        except ConnectionError:
+            self._broken = True  # receive() reports EOF from now on
+            raise
         finally:
             guard.end_send()
 
