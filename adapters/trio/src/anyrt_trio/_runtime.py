@@ -651,7 +651,7 @@ class TrioRuntime:
         """
         self._check_open()
         with self._external:
-            stream = await connect_tcp(host, port)
+            stream = await connect_tcp(self, host, port)
             return await secure_client(self, stream, ssl, server_hostname or host)
 
     async def listen_tcp(

@@ -4,7 +4,14 @@ Connections are opened by trio (`trio.open_tcp_stream`, with its happy eyeballs,
 `trio.SocketListener.accept`), which also set ``TCP_NODELAY``; the bytes then go
 straight through the trio socket's ``recv``/``send``, which wait with trio's reactor.
 Errors come out as anyrt's: `anyrt.ClosedResourceError` for a stream or listener closed
-on our side (also waking a task waiting on it), the OS's `OSError` otherwise.
+on our side (also waking a task waiting on it), the OS's `OSError` otherwise - never a
+trio exception.
+
+A stream may be shared by tasks as on every backend (`anyrt._streamguard.StreamGuard`):
+sends are serialised (a trio socket refuses a second concurrent send with
+`trio.BusyResourceError`), a second concurrent receive raises `anyrt.BusyResourceError`.
+A cancelled receive loses no bytes: trio's ``recv`` either is cancelled while it waits
+for readiness, before reading, or returns what it read without another cancel point.
 """
 
 from __future__ import annotations
@@ -13,70 +20,128 @@ import errno
 import os
 import socket as _stdlib_socket
 from collections.abc import Awaitable, Callable
+from threading import get_ident
 from typing import TYPE_CHECKING, Final, NoReturn, final
 
 import trio
 
-from anyrt import ByteStream, ClosedResourceError
+from anyrt import BusyResourceError, ByteStream, ClosedResourceError, Lock
 from anyrt._listener import AsyncResource, serve_listener
+from anyrt._streamguard import StreamGuard
 from anyrt._validate import check_port, check_positive_int
+
+from ._home import foreign_error
 
 if TYPE_CHECKING:
     from ._runtime import TrioRuntime
 
 _LISTEN_BACKLOG: Final = 1024
 _CLOSED_ERRNOS: Final = frozenset({errno.EBADF, errno.ENOTSOCK})
+# The most one receive() asks the OS for, as on the native backends: recv() allocates
+# a buffer of the size asked before it reads.
+_MAX_RECEIVE: Final = 1 << 20
 
 
 def _closed(exc: BaseException, what: str) -> NoReturn:
     raise ClosedResourceError(f"{what} was closed") from exc
 
 
+def _busy(exc: BaseException) -> NoReturn:
+    # Only if a task waits on the socket itself (rt.wait_readable(stream.socket)): the
+    # guard keeps the stream's own calls from overlapping.
+    raise BusyResourceError(f"another task is waiting on this stream's socket: {exc}") from exc
+
+
 @final
 class TrioStream(AsyncResource):
     """A connected TCP socket on trio; implements `anyrt.ByteStream`."""
 
-    __slots__ = ("_closed", "socket")
+    __slots__ = ("_broken", "_closed", "_guard", "_runtime", "socket")
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, runtime: TrioRuntime, stream: trio.SocketStream) -> None:
         #: The trio socket (options already set by `trio.SocketStream`).
         self.socket = stream.socket
+        self._runtime = runtime
+        self._guard = StreamGuard(runtime)
         self._closed = False
+        # A send failed because the connection is broken: receive then reports EOF.
+        self._broken = False
 
     def __repr__(self) -> str:
+        if self._closed:
+            return "<anyrt TrioStream (closed)>"
         return f"<anyrt TrioStream fd={self.socket.fileno()}>"
 
+    def _check(self, method: str) -> None:
+        if self._closed:
+            raise ClosedResourceError(f"{method}() on a closed stream")
+        runtime = self._runtime
+        if get_ident() != runtime._ident:
+            raise foreign_error(f"{method}() of a stream", runtime)
+
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        """Return up to ``max_bytes`` bytes as soon as some are available; ``b""`` at EOF."""
+        """Return up to ``max_bytes`` bytes as soon as some are available; ``b""`` at EOF.
+
+        One task at a time. After a failed send (the peer is gone) it returns ``b""``.
+
+        Raises:
+            BusyResourceError: another task is in ``receive`` on this stream.
+            ClosedResourceError: the stream was closed (also while this call waits).
+            RuntimeError: awaited outside the tasks of the stream's runtime.
+        """
         if type(max_bytes) is not int or max_bytes < 1:
             check_positive_int(max_bytes, "receive(max_bytes)")
+        max_bytes = min(max_bytes, _MAX_RECEIVE)
+        self._check("receive")
+        guard = self._guard
+        guard.begin_receive()
         try:
             return await self.socket.recv(max_bytes)
         except trio.ClosedResourceError as exc:
             _closed(exc, "the stream")
+        except trio.BusyResourceError as exc:
+            _busy(exc)
         except OSError as exc:
             if self._closed or exc.errno in _CLOSED_ERRNOS:
                 _closed(exc, "the stream")
+            if self._broken and isinstance(exc, ConnectionError):
+                return b""  # the same end of stream on every backend
             raise
+        finally:
+            guard.end_receive()
 
     async def send(self, data: bytes) -> None:
-        """Send all of ``data``, waiting while the socket buffer is full."""
+        """Send all of ``data``, waiting while the socket buffer is full.
+
+        Sends from several tasks go one after the other, each whole.
+
+        Raises:
+            ClosedResourceError: the stream was closed.
+            RuntimeError: awaited outside the tasks of the stream's runtime.
+        """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"send() takes bytes, not {type(data).__name__}")
-        if self._closed:
-            raise ClosedResourceError("send() on a closed stream")
-        sock = self.socket
-        remaining = memoryview(data).cast("B")
+        self._check("send")
+        guard = self._guard
+        await guard.begin_send()
         try:
+            sock = self.socket
+            remaining = memoryview(data).cast("B")
             while remaining:
                 sent = await sock.send(remaining)
                 remaining = remaining[sent:]
         except trio.ClosedResourceError as exc:
             _closed(exc, "the stream")
+        except trio.BusyResourceError as exc:
+            _busy(exc)
         except OSError as exc:
             if self._closed or exc.errno in _CLOSED_ERRNOS:
                 _closed(exc, "the stream")
+            if isinstance(exc, ConnectionError):
+                self._broken = True
             raise
+        finally:
+            guard.end_send()
 
     async def send_eof(self) -> None:
         """Half-close: shut down the sending direction."""
@@ -98,13 +163,18 @@ class TrioStream(AsyncResource):
 
 @final
 class TrioListener(AsyncResource):
-    """A listening TCP socket on trio; implements `anyrt.Listener`."""
+    """A listening TCP socket on trio; implements `anyrt.Listener`.
 
-    __slots__ = ("_listener", "_runtime")
+    Several tasks may wait in `accept` at once, as on the native backends: they take
+    turns (a trio socket refuses a second waiter).
+    """
+
+    __slots__ = ("_accepting", "_listener", "_runtime")
 
     def __init__(self, runtime: TrioRuntime, listener: trio.SocketListener) -> None:
         self._runtime = runtime
         self._listener = listener
+        self._accepting = Lock(runtime)
 
     def __repr__(self) -> str:
         return f"<anyrt TrioListener {self._listener.socket.getsockname()!r}>"
@@ -121,12 +191,21 @@ class TrioListener(AsyncResource):
         return (str(name[0]), int(name[1]))
 
     async def accept(self) -> TrioStream:
-        """Wait for the next connection."""
+        """Wait for the next connection.
+
+        Raises:
+            ClosedResourceError: the listener was closed (also while this call waits).
+            RuntimeError: awaited outside the tasks of the listener's runtime.
+        """
+        runtime = self._runtime
+        if get_ident() != runtime._ident:
+            raise foreign_error("accept() of a listener", runtime)
         try:
-            stream = await self._listener.accept()
+            async with self._accepting:
+                stream = await self._listener.accept()
         except trio.ClosedResourceError as exc:
             _closed(exc, "the listener")
-        return TrioStream(stream)
+        return TrioStream(runtime, stream)
 
     async def serve(self, handler: Callable[[ByteStream], Awaitable[object]]) -> None:
         """Accept until closed or cancelled, spawning ``handler(stream)`` per connection."""
@@ -137,7 +216,7 @@ class TrioListener(AsyncResource):
         self._listener.socket.close()
 
 
-async def connect_tcp(host: str, port: int) -> TrioStream:
+async def connect_tcp(runtime: TrioRuntime, host: str, port: int) -> TrioStream:
     """Open a TCP connection with `trio.open_tcp_stream`.
 
     Raises:
@@ -159,7 +238,7 @@ async def connect_tcp(host: str, port: int) -> TrioStream:
                 errno.ECONNREFUSED, f"connection refused by {host}:{port}"
             ) from exc
         raise
-    return TrioStream(stream)
+    return TrioStream(runtime, stream)
 
 
 async def listen_tcp(
