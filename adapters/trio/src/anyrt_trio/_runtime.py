@@ -60,6 +60,7 @@ from anyrt._tls import secure_client, secure_listener
 from anyrt._validate import check_coroutine, check_deadline, check_seconds
 
 from . import _introspect
+from ._fatal import FatalLatch
 from ._home import CURRENT, foreign_error
 from ._oneshot import TrioOneshot
 from ._scope import TrioCancelScope
@@ -163,6 +164,7 @@ class TrioRuntime:
         self._mains: set[TrioTask[Any]] = set()
         self._governor: AutojumpGovernor | None = None
         self._external: ExternalWait | NoWait = NO_WAIT
+        self._fatal = FatalLatch()
 
     def _adopt_run(self) -> None:
         """Bind to the trio run of the calling thread."""
@@ -406,8 +408,9 @@ class TrioRuntime:
     def block_on(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` as a task and block the calling (plain) thread until it ends.
 
-        A `KeyboardInterrupt` (Ctrl-C) while it waits cancels ``coro``, waits for its
-        cleanup, and is then raised.
+        A `KeyboardInterrupt` (Ctrl-C) while it waits, or a `KeyboardInterrupt` or
+        `SystemExit` raised by any task of the runtime, cancels ``coro``, waits for its
+        cleanup, and is then raised; the runtime stays usable.
 
         Raises:
             RuntimeError: called from inside a task (of this or any runtime, or of a trio
@@ -420,6 +423,10 @@ class TrioRuntime:
             coro.close()
             raise RuntimeError(problem)
         waiter = MainWaiter()
+        fatal = self._fatal.watch(waiter)
+        if fatal is not None:  # a task raised it while no block_on was running
+            coro.close()
+            raise fatal
         main = TrioTask(coro, getattr(coro, "__qualname__", None) or repr(coro), self)
         governor = self._governor
         if governor is None:
@@ -440,13 +447,21 @@ class TrioRuntime:
         except BaseException:
             if on_main_thread:
                 self._main_waiter = None
+            self._fatal.unwatch(waiter)
             raise
         with self._lock:
             self._mains.add(main)
             if self._crash is not None:  # the thread died between the post and now
                 main._abandon(RuntimeError(f"the trio thread crashed: {self._crash!r}"))
         try:
-            waiter.wait()
+            if waiter.wait():
+                # A task raised KeyboardInterrupt or SystemExit (unless another block_on
+                # took it first): cancel the main task, let its `finally` blocks run,
+                # then raise it.
+                fatal = self._fatal.take()
+                if fatal is not None:
+                    main.cancel()
+                waiter.wait()
         except KeyboardInterrupt:
             # Ctrl-C on the main thread: cancel the main task, let its `finally` blocks
             # run, then report the interrupt (a second Ctrl-C stops waiting for them).
@@ -457,12 +472,15 @@ class TrioRuntime:
             main.cancel()
             raise
         finally:
+            self._fatal.unwatch(waiter)
             with self._lock:
                 self._mains.discard(main)
                 if on_main_thread:
                     self._main_waiter = None
             if on_main_thread:
                 self._signals.restore()
+        if fatal is not None:
+            raise fatal
         return main.result()
 
     def _block_on_problem(self) -> str | None:
@@ -771,6 +789,9 @@ class TrioRuntime:
                 self._token.run_sync_soon(self._report_stuck, waited)
             thread.join(_STUCK_REPORT_SECONDS)
             waited += _STUCK_REPORT_SECONDS
+        unclaimed = self._fatal.take_unclaimed()
+        if unclaimed is not None:
+            self._report(TaskError(*unclaimed, "raised while no block_on ran"))
         self._run_close_hooks()
 
     def _begin_shutdown(self) -> None:

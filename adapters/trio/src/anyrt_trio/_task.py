@@ -25,6 +25,7 @@ from trio.lowlevel import Abort, RaiseCancelT, current_task, current_trio_token,
 
 import anyrt
 from anyrt import Cancelled, TaskError
+from anyrt._task import FATAL
 
 if TYPE_CHECKING:
     from ._runtime import TrioRuntime
@@ -261,7 +262,9 @@ class TrioTask(Generic[T]):
             if tb is not None and tb.tb_next is not None and tb.tb_frame.f_code is _RUN_CODE:
                 exc.__traceback__ = tb.tb_next
             if self._on_done is None and not is_cancellation(exc):
-                if self._detached:
+                if isinstance(exc, FATAL):
+                    self._runtime._fatal.raised(self.name, exc)  # block_on raises it
+                elif self._detached:
                     self._runtime._report(TaskError(self.name, exc, "detached"))
                 else:
                     self._guard = _FailureGuard(self._runtime, self.name, exc)
