@@ -60,6 +60,7 @@ from anyrt._tls import secure_client, secure_listener
 from anyrt._validate import check_coroutine, check_deadline, check_seconds
 
 from . import _introspect
+from ._asyncgens import AsyncGenFinalizer
 from ._fatal import FatalLatch
 from ._home import CURRENT, foreign_error
 from ._oneshot import TrioOneshot
@@ -233,6 +234,8 @@ class TrioRuntime:
 
     async def _main(self, ready: threading.Event) -> None:
         self._adopt_run()
+        asyncgens = AsyncGenFinalizer(self)
+        asyncgens.install()
         if self._governor is not None:
             self._governor.token = self._token
         self._stop = trio.Event()
@@ -241,6 +244,7 @@ class TrioRuntime:
             ready.set()
             await self._stop.wait()
             nursery.cancel_scope.cancel()
+        await asyncgens.close_alive()
 
     def _start(self, task: TrioTask[Any]) -> None:
         """Start ``task`` as a trio task; on the trio thread only.
