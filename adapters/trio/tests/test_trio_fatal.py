@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -48,3 +49,33 @@ def test_one_no_block_on_raised_goes_to_the_error_handler_at_close() -> None:
     assert [(error.task_name, type(error.exception), error.reason) for error in errors] == [
         ("exits", SystemExit, "raised while no block_on ran")
     ]
+
+
+def test_it_stops_one_block_on_of_several_the_oldest() -> None:
+    with TrioRuntime() as rt:
+        first_running = threading.Event()
+        raised_in_first: list[BaseException] = []
+
+        async def first() -> None:
+            first_running.set()
+            await rt.sleep(3600)
+
+        def run_first() -> None:
+            try:
+                rt.block_on(first())
+            except BaseException as exc:
+                raised_in_first.append(exc)
+
+        thread = threading.Thread(target=run_first)
+        thread.start()
+        assert first_running.wait(5)
+
+        async def second() -> str:
+            background = rt.spawn(_raise(KeyboardInterrupt("from the background")))
+            while not background.done():
+                await rt.sleep(0.001)
+            return "the second block_on carried on"
+
+        assert rt.block_on(second()) == "the second block_on carried on"
+        thread.join(5)
+    assert [type(exc) for exc in raised_in_first] == [KeyboardInterrupt]

@@ -1,71 +1,75 @@
 """`FatalLatch`: a KeyboardInterrupt or SystemExit raised in a task stops `block_on`.
 
-As on asyncio and the native runtimes: the first such exception that ends a task (one
-whose outcome nobody else answers for, unlike a ``block_on`` main task) is held here,
-and every running ``block_on`` is interrupted; the first to take it cancels its main
-task, waits for that task's cleanup, and raises it. With no ``block_on`` running, the
-next one raises it at once; one still unclaimed at `close` goes to the error handler.
+As on asyncio and the native runtimes: such an exception that ends a task (one whose
+outcome nobody else answers for, unlike a ``block_on`` main task) stops a running
+``block_on``: its main task is cancelled, its cleanup runs, and ``block_on`` raises the
+exception; the runtime stays usable. With no ``block_on`` running, the next one raises
+it at once; one still unclaimed at `close` goes to the error handler.
+
+The main task is cancelled right where the exception was raised, on the trio thread,
+not by ``block_on``'s thread once it wakes up: meanwhile the run goes on, and on
+virtual time the main task could sleep through to its end first.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import final
+from typing import Any, final
 
-from anyrt._signals import MainWaiter
+from anyrt import Task
 
 __all__ = ["FatalLatch"]
 
 
 @final
 class FatalLatch:
-    """The fatal exception a task raised, until a ``block_on`` raises it."""
+    """Hands each fatal exception a task raised to one ``block_on``."""
 
-    __slots__ = ("_exc", "_lock", "_task_name", "_waiters")
+    __slots__ = ("_claims", "_lock", "_mains", "_pending", "_pending_task")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._exc: BaseException | None = None
-        self._task_name = ""
-        self._waiters: set[MainWaiter] = set()
+        # The main tasks of the running block_on calls (oldest first), and the fatal
+        # exception each was stopped for.
+        self._mains: dict[Task[Any], None] = {}
+        self._claims: dict[Task[Any], BaseException] = {}
+        # Raised while no block_on could take it, and the name of its task.
+        self._pending: BaseException | None = None
+        self._pending_task = ""
+
+    def watch(self, main: Task[Any]) -> BaseException | None:
+        """A ``block_on`` runs ``main``; return (take) a pending exception instead.
+
+        If one is pending, ``main`` is not watched: its ``block_on`` raises it at once.
+        """
+        with self._lock:
+            exc, self._pending = self._pending, None
+            if exc is None:
+                self._mains[main] = None
+            return exc
 
     def raised(self, task_name: str, exc: BaseException) -> None:
-        """Task ``task_name`` ended with ``exc``: interrupt every running ``block_on``.
+        """Task ``task_name`` ended with ``exc``: stop the oldest ``block_on`` not stopped.
 
-        Only the first one is kept; the others stay in their tasks' handles.
+        With none running, ``exc`` waits for the next one (unless one already waits).
         """
         with self._lock:
-            if self._exc is not None:
+            main = next((main for main in self._mains if main not in self._claims), None)
+            if main is None:
+                if self._pending is None:
+                    self._pending, self._pending_task = exc, task_name
                 return
-            self._exc = exc
-            self._task_name = task_name
-            waiters = list(self._waiters)
-        for waiter in waiters:
-            waiter.interrupt()
+            self._claims[main] = exc
+        main.cancel()
 
-    def watch(self, waiter: MainWaiter) -> BaseException | None:
-        """Interrupt ``waiter`` on the next fatal exception; return (take) a pending one.
-
-        If one is pending, ``waiter`` is not registered: its ``block_on`` raises it.
-        """
+    def unwatch(self, main: Task[Any]) -> BaseException | None:
+        """``main`` has ended: return the exception its ``block_on`` must raise, if any."""
         with self._lock:
-            exc, self._exc = self._exc, None
-            if exc is None:
-                self._waiters.add(waiter)
-            return exc
-
-    def unwatch(self, waiter: MainWaiter) -> None:
-        """``waiter``'s ``block_on`` has returned."""
-        with self._lock:
-            self._waiters.discard(waiter)
-
-    def take(self) -> BaseException | None:
-        """Take the pending fatal exception, if another ``block_on`` has not taken it."""
-        with self._lock:
-            exc, self._exc = self._exc, None
-            return exc
+            self._mains.pop(main, None)
+            return self._claims.pop(main, None)
 
     def take_unclaimed(self) -> tuple[str, BaseException] | None:
         """At `close`: the exception no ``block_on`` raised, and its task's name."""
-        exc = self.take()
-        return None if exc is None else (self._task_name, exc)
+        with self._lock:
+            exc, self._pending = self._pending, None
+        return None if exc is None else (self._pending_task, exc)

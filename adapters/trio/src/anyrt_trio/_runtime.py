@@ -427,11 +427,11 @@ class TrioRuntime:
             coro.close()
             raise RuntimeError(problem)
         waiter = MainWaiter()
-        fatal = self._fatal.watch(waiter)
+        main = TrioTask(coro, getattr(coro, "__qualname__", None) or repr(coro), self)
+        fatal = self._fatal.watch(main)
         if fatal is not None:  # a task raised it while no block_on was running
             coro.close()
             raise fatal
-        main = TrioTask(coro, getattr(coro, "__qualname__", None) or repr(coro), self)
         governor = self._governor
         if governor is None:
             main._on_done = lambda _: waiter.wake()
@@ -451,21 +451,14 @@ class TrioRuntime:
         except BaseException:
             if on_main_thread:
                 self._main_waiter = None
-            self._fatal.unwatch(waiter)
+            self._fatal.unwatch(main)
             raise
         with self._lock:
             self._mains.add(main)
             if self._crash is not None:  # the thread died between the post and now
                 main._abandon(RuntimeError(f"the trio thread crashed: {self._crash!r}"))
         try:
-            if waiter.wait():
-                # A task raised KeyboardInterrupt or SystemExit (unless another block_on
-                # took it first): cancel the main task, let its `finally` blocks run,
-                # then raise it.
-                fatal = self._fatal.take()
-                if fatal is not None:
-                    main.cancel()
-                waiter.wait()
+            waiter.wait()
         except KeyboardInterrupt:
             # Ctrl-C on the main thread: cancel the main task, let its `finally` blocks
             # run, then report the interrupt (a second Ctrl-C stops waiting for them).
@@ -476,7 +469,9 @@ class TrioRuntime:
             main.cancel()
             raise
         finally:
-            self._fatal.unwatch(waiter)
+            # A task raised KeyboardInterrupt or SystemExit: the latch cancelled the
+            # main task, whose `finally` blocks have run; raise it.
+            fatal = self._fatal.unwatch(main)
             with self._lock:
                 self._mains.discard(main)
                 if on_main_thread:
