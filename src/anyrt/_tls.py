@@ -5,11 +5,16 @@ its two memory BIOs and the transport stream. Because nothing here touches a soc
 the same code runs over real TCP, Unix sockets, the in-memory network and adapter
 streams.
 
-One task may receive while another sends, as on any stream. The `SSLObject` is not
-thread-safe, so every call into it is made under a thread lock (never held across an
-await); bytes leave through one async lock, so records reach the transport in the order
-the `SSLObject` produced them; and bytes arrive through another, so only one task
-reads the transport at a time.
+One task may receive while another sends, as on any stream, and sends of several tasks
+are serialised (`StreamGuard`). The `SSLObject` is not thread-safe, so every call into
+it is made under a thread lock (never held across an await); bytes leave through one
+async lock, so records reach the transport in the order the `SSLObject` produced them;
+and bytes arrive through another, so only one task reads the transport at a time.
+
+Records that the `SSLObject` produced and that did not all reach the transport (the
+send was cancelled, or failed) cannot be produced again: the stream is then broken, and
+`BrokenResourceError` says so - except when the connection itself broke, where receive
+reports the end of the stream, as every stream does after a broken send.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, final
 
-from ._exceptions import ClosedResourceError
+from ._exceptions import BrokenResourceError, ClosedResourceError
 from ._listener import AsyncResource, serve_listener
 from ._protocols import ByteStream, Executor, Listener
+from ._streamguard import StreamGuard
 from ._sync import Lock
 from ._validate import check_positive_int
 
@@ -50,7 +56,9 @@ class TLSStream(AsyncResource):
     """
 
     __slots__ = (
+        "_broken",
         "_closed",
+        "_guard",
         "_handshake_lock",
         "_handshaken",
         "_incoming",
@@ -87,9 +95,13 @@ class TLSStream(AsyncResource):
         self._send_lock = Lock(executor)
         self._receive_lock = Lock(executor)
         self._handshake_lock = Lock(executor)
+        self._guard = StreamGuard(executor)
         self._handshaken = False
         self._sent_eof = False
         self._closed = False
+        # Why records were lost on the way out: None, "connection" (the transport broke:
+        # the end of the stream) or "cut" (a send cancelled or failed part-way).
+        self._broken: str | None = None
 
     @classmethod
     async def wrap(
@@ -148,7 +160,14 @@ class TLSStream(AsyncResource):
             with self._object_lock:
                 data = self._outgoing.read()
             if data:
-                await self.transport.send(data)
+                try:
+                    await self.transport.send(data)
+                except ConnectionError:
+                    self._broken = "connection"
+                    raise
+                except BaseException:
+                    self._broken = "cut"
+                    raise
 
     async def _feed(self) -> None:
         """Read one chunk from the transport into the `SSLObject`; EOF closes its input."""
@@ -197,13 +216,20 @@ class TLSStream(AsyncResource):
         """
         check_positive_int(max_bytes, "receive(max_bytes)")
         self._check_open("receive")
-        await self.do_handshake()
+        guard = self._guard
+        guard.begin_receive()
         try:
-            # SSLObject.read allocates the whole buffer first: ask for at most 1 MiB.
-            data: bytes = await self._retry(self._object.read, min(max_bytes, 1 << 20))
-        except ssl.SSLZeroReturnError:
-            return b""  # the peer's close_notify: a clean end of stream
-        return data
+            if self._broken == "connection":
+                return b""  # a send found the connection broken: the end of the stream
+            await self.do_handshake()
+            try:
+                # SSLObject.read allocates the whole buffer first: ask for at most 1 MiB.
+                data: bytes = await self._retry(self._object.read, min(max_bytes, 1 << 20))
+            except ssl.SSLZeroReturnError:
+                return b""  # the peer's close_notify: a clean end of stream
+            return data
+        finally:
+            guard.end_receive()
 
     async def send(self, data: bytes) -> None:
         """Encrypt and send all of ``data``."""
@@ -212,11 +238,17 @@ class TLSStream(AsyncResource):
         self._check_open("send")
         if self._sent_eof:
             raise ClosedResourceError("send() after send_eof() on a TLS stream")
-        await self.do_handshake()
-        view = memoryview(data).cast("B")
-        while view:
-            written: int = await self._retry(self._object.write, view)
-            view = view[written:]
+        guard = self._guard
+        await guard.begin_send()
+        try:
+            await self.do_handshake()
+            view = memoryview(data).cast("B")
+            while view:
+                self._check_open("send")
+                written: int = await self._retry(self._object.write, view)
+                view = view[written:]
+        finally:
+            guard.end_send()
 
     async def send_eof(self) -> None:
         """Send TLS's close_notify: the peer's `receive` returns ``b""``; receiving goes on.
@@ -238,7 +270,7 @@ class TLSStream(AsyncResource):
         if self._closed:
             return
         try:
-            if self._handshaken and not self._sent_eof:
+            if self._handshaken and not self._sent_eof and self._broken is None:
                 self._sent_eof = True
                 with contextlib.suppress(ssl.SSLError):
                     self._call(self._object.unwrap)
@@ -252,6 +284,11 @@ class TLSStream(AsyncResource):
     def _check_open(self, method: str) -> None:
         if self._closed:
             raise ClosedResourceError(f"{method}() on a closed TLS stream")
+        if self._broken == "cut":
+            raise BrokenResourceError(
+                f"{method}() on a TLS stream whose earlier send was cancelled or failed "
+                "part-way: the TLS records it had produced were lost; close the stream"
+            )
 
 
 @final

@@ -116,3 +116,26 @@ async def test_send_eof_is_a_tls_half_close(
                 await client.send(b"more")
             assert await receive_all(client) == b"got 1000 bytes"
         server.cancel()
+
+
+async def test_a_send_cut_short_breaks_the_tls_stream(
+    runtime: anyrt.Runtime, server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    stalled = anyrt.Event(runtime)
+
+    async def never_read(stream: anyrt.ByteStream) -> None:
+        await stalled.wait()  # the peer's buffers fill up: the client's send blocks
+
+    async with await runtime.listen_tcp("127.0.0.1", 0, ssl=server_context) as listener:
+        server = runtime.spawn(listener.serve(never_read))
+        client = await runtime.connect_tcp("127.0.0.1", listener.address[1], ssl=client_context)
+        async with client:
+            with runtime.move_on_after(0.05) as scope:
+                await client.send(b"x" * (32 << 20))
+            assert scope.cancelled_caught
+            with pytest.raises(anyrt.BrokenResourceError):
+                await client.send(b"more")
+            with pytest.raises(anyrt.BrokenResourceError):
+                await client.receive()
+        stalled.set()
+        server.cancel()
