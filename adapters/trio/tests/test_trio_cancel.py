@@ -149,7 +149,8 @@ def test_awaiting_a_task_from_another_trio_run(rt: TrioRuntime) -> None:
 
 
 def test_awaiting_a_task_outside_any_trio_run_is_refused(rt: TrioRuntime) -> None:
-    task = rt.spawn(trio.sleep(0.01))
+    # Running until cancelled: a task that has already finished may be awaited anywhere.
+    task = rt.spawn(trio.sleep_forever())
 
     async def main() -> None:
         with pytest.raises(RuntimeError, match="await it from a task of a trio run"):
@@ -157,7 +158,10 @@ def test_awaiting_a_task_outside_any_trio_run_is_refused(rt: TrioRuntime) -> Non
 
     with anyrt.runtime("single-threaded") as other:
         other.block_on(main())
-    rt.block_on(_join(task))
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(anyrt.Cancelled):
+        rt.block_on(_join(task))
 
 
 async def _join(task: anyrt.Task[object]) -> object:
