@@ -204,3 +204,26 @@ def test_a_cancelled_task_group_waits_for_its_children_without_spinning(
     # Once when the cancellation reached the group; a spinning group did it at every
     # pass of its wait loop, thousands of times in 0.2 s.
     assert cancels == 1
+
+
+def test_cancellations_in_a_task_error_group_are_taken_out(rt: TrioRuntime) -> None:
+    """As on the native runtimes; trio's own scope only takes out its trio.Cancelled."""
+
+    async def mixed() -> None:
+        raise BaseExceptionGroup("a group", [KeyError("real"), anyrt.Cancelled("and this")])
+
+    async def only() -> None:
+        raise BaseExceptionGroup("a group", [anyrt.Cancelled("one"), anyrt.Cancelled("two")])
+
+    async def main() -> None:
+        failed = rt.spawn(mixed())
+        with pytest.raises(ExceptionGroup) as info:
+            await failed
+        assert [type(exc) for exc in info.value.exceptions] == [KeyError]
+        assert not failed.cancelled()
+        cancelled = rt.spawn(only())
+        with pytest.raises(anyrt.Cancelled):
+            await cancelled
+        assert cancelled.cancelled()
+
+    rt.block_on(main())

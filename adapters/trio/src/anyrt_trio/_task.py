@@ -50,13 +50,35 @@ def wake(task: trio.lowlevel.Task, thread: int, token: trio.lowlevel.TrioToken) 
         token.run_sync_soon(reschedule, task)
 
 
+_CANCELLATIONS: Final = (trio.Cancelled, Cancelled)
+
+
 def is_cancellation(exc: BaseException) -> bool:
     """Return True if ``exc`` says the task was cancelled (possibly inside nurseries)."""
-    if isinstance(exc, (trio.Cancelled, Cancelled)):
+    if isinstance(exc, _CANCELLATIONS):
         return True
     if isinstance(exc, BaseExceptionGroup):
-        return exc.split((trio.Cancelled, Cancelled))[1] is None
+        return exc.split(_CANCELLATIONS)[1] is None
     return False
+
+
+def without_cancellations(group: BaseExceptionGroup[Any], name: str) -> BaseException:
+    """What a task that ended with ``group`` ended with, cancellations taken out.
+
+    As on the native runtimes: a cancellation inside a group (a task group that failed
+    while its task was being cancelled) only says the task was cancelled too, so the
+    task ended with the real errors or, if there are none, cancelled. trio's root scope
+    already takes its own `trio.Cancelled` out; an `anyrt.Cancelled` (a cancelled
+    child's handle) it leaves in.
+    """
+    cancellations, rest = group.split(_CANCELLATIONS)
+    if cancellations is None:
+        return group
+    if rest is not None:
+        return rest
+    cancelled = Cancelled(f"task {name!r} was cancelled")
+    cancelled.__context__ = group
+    return cancelled
 
 
 class _FailureGuard:
@@ -255,6 +277,8 @@ class TrioTask(Generic[T]):
     def _finish(self, result: T | None, exc: BaseException | None) -> None:
         self._coro = None
         self._result = result
+        if isinstance(exc, BaseExceptionGroup):
+            exc = without_cancellations(exc, self.name)
         self._exc = exc
         if exc is not None:
             # The traceback's first frame is the runner's; skip it, as native tasks do.
