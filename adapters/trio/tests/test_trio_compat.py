@@ -10,7 +10,7 @@ import pytest
 import sniffio
 import trio
 from anyrt_trio import compat
-from anyrt_trio._compat import _side_for
+from anyrt_trio._compat import _Call, _side_for
 
 import anyrt
 
@@ -138,6 +138,42 @@ def test_cancelling_the_caller_cancels_trio_and_waits_for_it(host: anyrt.Runtime
 
     host.block_on(main())
     assert trail == ["trio cancelled", "trio finally", "anyrt cancelled"]
+
+
+def test_a_cancelled_caller_waits_for_the_trio_cleanup_without_spinning(
+    host: anyrt.Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancellation is level-triggered: an unshielded wait would raise again at once."""
+    waits = 0
+    original = _Call.wait
+
+    def counting(self: _Call, runtime: anyrt.Runtime) -> anyrt.Receiver[None] | None:
+        nonlocal waits
+        waits += 1
+        return original(self, runtime)
+
+    monkeypatch.setattr(_Call, "wait", counting)
+    started = anyrt.Event(host)
+
+    async def slow_cleanup() -> None:
+        try:
+            started.set()
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(0.1)  # a cleanup that takes a while
+
+    async def main() -> None:
+        task = host.spawn(compat.run(host, slow_cleanup))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(anyrt.Cancelled):
+            await task
+
+    host.block_on(main())
+    # Once for the call, once for the cleanup; a spinning caller waited thousands of
+    # times in 0.1 s.
+    assert waits == 2
 
 
 def test_a_failing_cleanup_replaces_the_cancellation(host: anyrt.Runtime) -> None:

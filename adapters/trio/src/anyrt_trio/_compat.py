@@ -174,12 +174,15 @@ async def _run_on_side(
 
 
 async def _until_finished(runtime: Runtime, call: _Call) -> None:
-    """Wait for the side task to end, through any further cancellation of ours."""
-    while (receiver := call.wait(runtime)) is not None:
-        try:
+    """Wait for the side task to end, shielded from our cancellation.
+
+    Cancellation is level-triggered: unshielded, every wait of our cancelled task would
+    raise at once, and the wait would spin until the trio side is done.
+    """
+    receiver = call.wait(runtime)
+    if receiver is not None:
+        with runtime.cancel_scope(shield=True):
             await receiver
-        except runtime.cancelled_exc:
-            continue
 
 
 def _cancelled(runtime: Runtime, message: str) -> BaseException:
