@@ -25,7 +25,7 @@ from ._instrument import Instrument, emit, instrumented
 from ._introspect import TaskInfo, write_task_table
 from ._oneshot import NativeReceiver, NativeSender
 from ._protocols import Receiver, Sender
-from ._scope import NativeCancelScope, TimeoutContext, current_deadline
+from ._scope import Alarm, NativeCancelScope, TimeoutContext, current_deadline
 from ._task import DONE, YIELD, LocalTask, NativeTask, Worker
 from ._timers import TimerEntry
 from ._validate import check_coroutine, check_deadline, check_seconds
@@ -112,8 +112,11 @@ class NativeRuntime(ABC):
         """Return the current time on this runtime's clock."""
 
     @abstractmethod
-    def _post_timer(self, entry: TimerEntry) -> None:
-        """Push ``entry`` on one of the runtime's timer queues; from a foreign thread."""
+    def _post_alarm(self, alarm: Alarm) -> None:
+        """Push a task's deadline ``alarm`` on one of the runtime's timer queues.
+
+        For a deadline moved from a thread that runs none of the runtime's tasks.
+        """
 
     @abstractmethod
     def _poke(self) -> None:
@@ -299,7 +302,9 @@ class NativeRuntime(ABC):
         """Return a new `anyrt.CancelScope` of this runtime (enter it in one of its tasks)."""
         if deadline != math.inf:
             deadline = check_deadline(deadline, "cancel_scope(deadline=...)")
-        return NativeCancelScope(self, deadline, _check_shield(shield))
+        if shield is not False:
+            _check_shield(shield)
+        return NativeCancelScope(self, deadline, shield)
 
     # -- Timer ----------------------------------------------------------------------
 

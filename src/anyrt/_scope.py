@@ -6,10 +6,19 @@ asks the task to recompute its culprit; the task then raises `Cancelled` at ever
 cancel point until the exception leaves the scope, whose exit swallows it unless an
 enclosing scope is cancelled too (outer wins).
 
-The deadline is a timer entry on the queue of the worker that entered the scope (or
-moved its deadline); moving the deadline marks the old entry cancelled and pushes a new
-one. A firing entry re-reads the deadline, so an entry that raced a move to a later
-deadline does nothing.
+Deadlines cost no timer per scope. Each task has at most one live *alarm*, a timer
+entry at the nearest deadline it has needed so far (``task._alarm_at``). Entering a
+scope whose deadline is later than the alarm pushes nothing: the alarm fires first, and
+then walks the task's scopes, expires those whose deadline has passed, and re-arms
+itself for the nearest deadline still ahead. So a ``fail_after(10)`` around each of a
+million round trips pushes one timer every ten seconds, not a million. An alarm is only
+ever replaced by an earlier one (under the task's guard); a replaced alarm that fires
+does nothing.
+
+Why entering need not lock: it links the scope into the chain *before* it reads
+``_alarm_at``, and a firing alarm resets ``_alarm_at`` *before* it walks the chain. If
+the entering task read the old alarm's deadline, the reset came later, so the walk
+sees the new scope.
 """
 
 from __future__ import annotations
@@ -27,8 +36,9 @@ from ._validate import check_deadline
 if TYPE_CHECKING:
     from ._protocols import CancelScope
     from ._task import NativeTask, Worker
+    from ._timers import TimerQueue
 
-__all__ = ["NativeCancelScope", "TimeoutContext"]
+__all__ = ["Alarm", "NativeCancelScope", "TimeoutContext", "expire_scopes", "post_alarm"]
 
 _NEW: Final = 0
 _ACTIVE: Final = 1
@@ -45,21 +55,37 @@ class ScopeHost(Protocol):
 
     def _current(self) -> tuple[NativeTask[Any], Worker] | None: ...
 
-    def _post_timer(self, entry: TimerEntry) -> None: ...
+    def _post_alarm(self, alarm: Alarm) -> None: ...
 
 
-class _DeadlineTimer(TimerEntry):
-    __slots__ = ("scope",)
+class Alarm(TimerEntry):
+    """The one live deadline timer of a task (see the module docstring)."""
 
-    def __init__(self, deadline: float, scope: NativeCancelScope) -> None:
-        # TimerEntry's fields, set here without a super() call: this is on the path of
-        # every fail_after().
-        self.deadline = deadline
-        self.cancelled = False
-        self.scope = scope
+    __slots__ = ("queue", "task")
+
+    def __init__(self, deadline: float, task: NativeTask[Any]) -> None:
+        super().__init__(deadline)
+        self.task = task
+        #: The queue it was pushed on, where it re-arms (set by whoever pushes it).
+        self.queue: TimerQueue | None = None
 
     def fire(self) -> None:
-        self.scope._expire()
+        self.task._alarm_fired(self)
+
+
+def expire_scopes(scope: NativeCancelScope | None, now: float) -> float:
+    """Expire every scope of a chain whose deadline has passed; return the next one."""
+    nearest = math.inf
+    while scope is not None:
+        deadline = scope._deadline
+        if deadline <= now:
+            if not scope._cancel_called:
+                scope._expired = True
+                scope.cancel()
+        elif deadline < nearest and not scope._cancel_called:
+            nearest = deadline
+        scope = scope._parent
+    return nearest
 
 
 @final
@@ -81,7 +107,6 @@ class NativeCancelScope:
         "_shield",
         "_state",
         "_task",
-        "_timer",
     )
 
     def __init__(
@@ -97,7 +122,6 @@ class NativeCancelScope:
         self._state = _NEW
         self._task: NativeTask[Any] | None = None
         self._parent: NativeCancelScope | None = None
-        self._timer: _DeadlineTimer | None = None
 
     def __repr__(self) -> str:
         state = ("new", "active", "exited")[self._state]
@@ -117,9 +141,17 @@ class NativeCancelScope:
 
     @deadline.setter
     def deadline(self, value: float) -> None:
-        self._deadline = check_deadline(value, "CancelScope.deadline")
-        if self._state == _ACTIVE:
-            self._arm()
+        self._deadline = deadline = check_deadline(value, "CancelScope.deadline")
+        task = self._task
+        if self._state != _ACTIVE or task is None or self._cancel_called:
+            return
+        runtime = self._runtime
+        if deadline <= runtime._now_fn():
+            self._expired = True
+            self.cancel()
+        elif deadline < task._alarm_at:
+            current = runtime._current()
+            task._arm(deadline, current[1].timers if current is not None else None)
 
     @property
     def shield(self) -> bool:
@@ -150,42 +182,9 @@ class NativeCancelScope:
         if self._cancel_called:
             return
         self._cancel_called = True
-        timer = self._timer
-        if timer is not None:
-            timer.cancelled = True
         task = self._task
         if task is not None and self._state == _ACTIVE:
             task._scopes_changed()
-
-    # -- the deadline -------------------------------------------------------------------
-
-    def _arm(self, worker: Worker | None = None) -> None:
-        """Put the deadline on a timer queue (or cancel at once if it has passed)."""
-        old = self._timer
-        if old is not None:
-            old.cancelled = True
-            self._timer = None
-        deadline = self._deadline
-        if self._cancel_called or deadline == math.inf:
-            return
-        runtime = self._runtime
-        if deadline <= runtime._now_fn():
-            self._expired = True
-            self.cancel()
-            return
-        timer = self._timer = _DeadlineTimer(deadline, self)
-        if worker is None:
-            current = runtime._current()
-            if current is None:  # moved from outside the runtime: post it to a loop
-                runtime._post_timer(timer)
-                return
-            worker = current[1]
-        worker.timers.push(timer)
-
-    def _expire(self) -> None:
-        if self._runtime._now_fn() >= self._deadline:  # else a move raced the firing
-            self._expired = True
-            self.cancel()
 
     # -- entering and leaving ----------------------------------------------------------
 
@@ -206,12 +205,11 @@ class NativeCancelScope:
         task._scope = self
         deadline = self._deadline
         if deadline != math.inf and not self._cancel_called:
-            if deadline > runtime._now_fn():
-                timer = self._timer = _DeadlineTimer(deadline, self)
-                worker.timers.push(timer)
-            else:
+            if deadline <= runtime._now_fn():
                 self._expired = True
                 self._cancel_called = True
+            elif deadline < task._alarm_at:  # read after linking: see the docstring
+                task._arm(deadline, worker.timers)
         if self._cancel_called or self._shield:
             task._scopes_changed()
         return self
@@ -232,10 +230,6 @@ class NativeCancelScope:
             )
         self._state = _EXITED
         task._scope = self._parent
-        timer = self._timer
-        if timer is not None:
-            timer.cancelled = True
-            self._timer = None
         if self._cancel_called or self._shield:
             task._scopes_changed()
         if exc is None or not self._cancel_called:
@@ -298,10 +292,11 @@ class TimeoutContext(AbstractAsyncContextManager[None]):
         return self._scope.__exit__(exc_type, exc, tb)
 
 
-def post_timer(loop: Any, entry: TimerEntry) -> None:
-    """Push ``entry`` on ``loop``'s timer queue from any thread, through its inbox."""
-    loop.post(partial(_push_later, loop, entry))
+def post_alarm(loop: Any, alarm: Alarm) -> None:
+    """Push ``alarm`` on ``loop``'s timer queue from any thread, through its inbox."""
+    loop.post(partial(_push_later, loop, alarm))
 
 
-def _push_later(loop: Any, entry: TimerEntry) -> None:
-    loop.timers.push(entry)
+def _push_later(loop: Any, alarm: Alarm) -> None:
+    queue = alarm.queue = loop.timers
+    queue.push(alarm)

@@ -27,9 +27,9 @@ from ._exceptions import Cancelled, Deadlock, ParkedTask
 from ._memnet import MemoryNetwork
 from ._native import ErrorHandler, NativeRuntime, logger, sniffio_state, thread_state
 from ._protocols import ByteStream, DatagramSocket, FileDescriptorLike, Listener
-from ._scope import post_timer
+from ._scope import Alarm, post_alarm
 from ._task import DONE, PARKED, LocalTask, NativeTask, Worker
-from ._timers import TimerEntry, TimerQueue
+from ._timers import TimerQueue
 from ._tls import secure_client, secure_listener
 
 if TYPE_CHECKING:
@@ -199,8 +199,8 @@ class SingleThreaded(NativeRuntime):
         # Only the loop thread finishes tasks, and only it touches the registry.
         self._tasks.pop(task, None)
 
-    def _post_timer(self, entry: TimerEntry) -> None:
-        post_timer(self._loop, entry)
+    def _post_alarm(self, alarm: Alarm) -> None:
+        post_alarm(self._loop, alarm)
 
     def _poke(self) -> None:
         # The loop looks at the deferred work on every turn and before it idles; a
@@ -208,9 +208,10 @@ class SingleThreaded(NativeRuntime):
         pass
 
     def _current(self) -> tuple[NativeTask[Any], Worker] | None:
+        # Only the thread running the loop has this runtime in its thread state.
         loop = self._loop
         task = loop.current
-        if task is None or get_ident() != loop.owner or thread_state.runtime is not self:
+        if task is None or thread_state.runtime is not self:
             return None
         return task, loop
 

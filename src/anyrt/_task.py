@@ -37,6 +37,7 @@ or shielded scope is entered or left.
 from __future__ import annotations
 
 import contextvars
+import math
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
@@ -48,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 from ._exceptions import Cancelled, TaskError
 from ._foreign import explain_foreign_failure, foreign_yield_error
 from ._introspect import TaskInfo, describe_suspension
+from ._scope import Alarm, expire_scopes
 
 if TYPE_CHECKING:
     from ._scope import NativeCancelScope
@@ -104,6 +106,7 @@ class LocalLoop(Protocol):
 
     owner: int
     ready: deque[NativeTask[Any]]
+    timers: TimerQueue
 
     def post(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` on the loop's thread soon; safe from any thread."""
@@ -134,6 +137,8 @@ class ErrorSink(Protocol):
     def _forget(self, task: NativeTask[Any]) -> None: ...
 
     def _fatal_error(self, task_name: str, exc: BaseException) -> None: ...
+
+    def _post_alarm(self, alarm: Alarm) -> None: ...
 
 
 # Claims of a failure guard race between a joiner, `detach` and the finaliser; one lock
@@ -174,6 +179,8 @@ class NativeTask(ABC, Generic[T]):
 
     __slots__ = (
         "__weakref__",
+        "_alarm",
+        "_alarm_at",
         "_born",
         "_cancel_requested",
         "_context",
@@ -226,6 +233,10 @@ class NativeTask(ABC, Generic[T]):
         self._scope: NativeCancelScope | None = None
         self._cancel_requested = False
         self._culprit: NativeCancelScope | NativeTask[Any] | None = None
+        # The one live deadline timer of the task's scopes, and when it fires (see
+        # anyrt._scope).
+        self._alarm: Alarm | None = None
+        self._alarm_at = math.inf
         self._born = sink._now_fn()
 
     def __repr__(self) -> str:
@@ -281,6 +292,22 @@ class NativeTask(ABC, Generic[T]):
         if self._waiters is not None:
             self._waiters.pop(waiter, None)
 
+    def _arm_here(self, deadline: float) -> Alarm | None:
+        """Plan the alarm for ``deadline`` if that is earlier; return the alarm to push."""
+        if deadline >= self._alarm_at or self._state == DONE:
+            return None
+        alarm = self._alarm = Alarm(deadline, self)
+        self._alarm_at = deadline
+        return alarm
+
+    def _disarm_here(self, alarm: Alarm) -> bool:
+        """``alarm`` fired: True if it is the live one (then none is planned any more)."""
+        if alarm is not self._alarm or self._state == DONE:
+            return False  # replaced by an earlier one, or the task has ended
+        self._alarm = None
+        self._alarm_at = math.inf
+        return True
+
     def _detach_here(self) -> _FailureGuard | None:
         """Mark detached; return the guard of a failure that must be reported now."""
         self._detached = True
@@ -293,6 +320,10 @@ class NativeTask(ABC, Generic[T]):
         self._state = DONE
         self._throw = None
         self._culprit = None
+        alarm = self._alarm
+        if alarm is not None:
+            alarm.cancelled = True
+            self._alarm = None
         self._guard = guard
         waiters = self._waiters
         self._waiters = None
@@ -311,6 +342,25 @@ class NativeTask(ABC, Generic[T]):
     @abstractmethod
     def _cancel(self) -> bool:
         """Cancel the root scope; False if the task is done."""
+
+    @abstractmethod
+    def _arm(self, deadline: float, queue: TimerQueue | None) -> None:
+        """Have the alarm fire by ``deadline``; push it on ``queue`` (this thread's).
+
+        Without a queue (a thread that runs none of the runtime's tasks) it is posted.
+        """
+
+    @abstractmethod
+    def _disarm(self, alarm: Alarm) -> bool:
+        """`_disarm_here`, guarded."""
+
+    def _alarm_fired(self, alarm: Alarm) -> None:
+        """Expire the scopes whose deadline passed; re-arm for the next (see _scope)."""
+        if not self._disarm(alarm):
+            return
+        nearest = expire_scopes(self._scope, self._sink._now_fn())
+        if nearest != math.inf:
+            self._arm(nearest, alarm.queue)
 
     @abstractmethod
     def _join(self, waiter: NativeTask[Any]) -> None:
@@ -526,6 +576,21 @@ class SharedTask(NativeTask[T]):
             self._sched.schedule(self)
         return True
 
+    def _arm(self, deadline: float, queue: TimerQueue | None) -> None:
+        with self._lock:  # type: ignore[union-attr]
+            alarm = self._arm_here(deadline)
+        if alarm is None:
+            return
+        if queue is None:
+            self._sink._post_alarm(alarm)
+        else:
+            alarm.queue = queue
+            queue.push(alarm)
+
+    def _disarm(self, alarm: Alarm) -> bool:
+        with self._lock:  # type: ignore[union-attr]
+            return self._disarm_here(alarm)
+
     def _join(self, waiter: NativeTask[Any]) -> None:
         with self._lock:  # type: ignore[union-attr]
             done = self._join_here(waiter)
@@ -594,6 +659,19 @@ class LocalTask(NativeTask[T]):
         elif self._cancel_here():
             sched.ready.append(self)
         return True
+
+    def _arm(self, deadline: float, queue: TimerQueue | None) -> None:
+        sched = self._sched
+        if get_ident() != sched.owner:
+            sched.post(partial(self._arm, deadline, None))
+            return
+        alarm = self._arm_here(deadline)
+        if alarm is not None:
+            alarm.queue = queue = sched.timers
+            queue.push(alarm)
+
+    def _disarm(self, alarm: Alarm) -> bool:
+        return self._disarm_here(alarm)  # fired by the loop, on the loop's thread
 
     def _join(self, waiter: NativeTask[Any]) -> None:
         sched = self._sched

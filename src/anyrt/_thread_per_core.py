@@ -42,11 +42,11 @@ from ._listener import AsyncResource
 from ._native import ErrorHandler, sniffio_state, thread_state
 from ._protocols import ByteStream, FileDescriptorLike, Listener, Task
 from ._reactor import READ, WRITE, IOWait, OSReactor, fileno
-from ._scope import post_timer
+from ._scope import Alarm, post_alarm
 from ._sockets import SocketListener, SocketStream, bind_tcp, resolve_listen_address
 from ._task import LocalTask, NativeTask, Worker
 from ._threaded import Inbox, ThreadedRuntime
-from ._timers import TimerEntry, TimerQueue
+from ._timers import TimerQueue
 from ._tls import secure_listener
 from ._validate import check_coroutine, check_positive_int
 
@@ -320,8 +320,8 @@ class ThreadPerCore(ThreadedRuntime):
             return None
         return core.current, core
 
-    def _post_timer(self, entry: TimerEntry) -> None:
-        post_timer(self._cores[0], entry)
+    def _post_alarm(self, alarm: Alarm) -> None:
+        post_alarm(self._cores[0], alarm)
 
     def _poke(self) -> None:
         # Core 0 runs the deferred work; the wake-up is a lock-free write.

@@ -40,10 +40,10 @@ from ._instrument import emit
 from ._native import ErrorHandler, sniffio_state, thread_state
 from ._protocols import FileDescriptorLike
 from ._reactor import READ, WRITE, IOWait, OSReactor, fileno
-from ._scope import post_timer
+from ._scope import Alarm, post_alarm
 from ._task import NativeTask, SharedTask, Worker
 from ._threaded import Inbox, ThreadedRuntime
-from ._timers import TimerEntry, TimerQueue
+from ._timers import TimerQueue
 from ._validate import check_coroutine, check_positive_int
 
 T = TypeVar("T")
@@ -389,8 +389,8 @@ class WorkStealing(ThreadedRuntime):
             return None
         return worker.current, worker
 
-    def _post_timer(self, entry: TimerEntry) -> None:
-        post_timer(self._workers[0], entry)
+    def _post_alarm(self, alarm: Alarm) -> None:
+        post_alarm(self._workers[0], alarm)
 
     def _poke(self) -> None:
         # The driving worker sleeps in the reactor; the wake-up is a lock-free write.
