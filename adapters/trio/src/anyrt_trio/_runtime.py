@@ -543,7 +543,9 @@ class TrioRuntime:
         """
         if deadline != math.inf:
             deadline = check_deadline(deadline, "cancel_scope(deadline=...)")
-        return TrioCancelScope(self, deadline, _check_shield(shield))
+        if shield is not False:
+            _check_shield(shield)
+        return TrioCancelScope(self, deadline, shield)
 
     # -- Timer ------------------------------------------------------------------------------
 
@@ -602,8 +604,12 @@ class TrioRuntime:
 
     def move_on_after(self, seconds: float, *, shield: bool = False) -> TrioCancelScope:
         """A cancel scope whose deadline is ``seconds`` from now; exits quietly on expiry."""
-        seconds = check_seconds(seconds, "move_on_after()")
-        return TrioCancelScope(self, self.now() + seconds, _check_shield(shield))
+        kind = type(seconds)
+        if not ((kind is float or kind is int) and seconds >= 0):  # the common cases, cheaply
+            seconds = check_seconds(seconds, "move_on_after()")
+        if shield is not False:
+            _check_shield(shield)
+        return TrioCancelScope(self, self._clock.current_time() + seconds, shield)
 
     def move_on_at(self, deadline: float, *, shield: bool = False) -> TrioCancelScope:
         """A cancel scope with this ``deadline``; exits quietly on expiry."""
@@ -615,8 +621,12 @@ class TrioRuntime:
 
         Only for its own deadline: an enclosing cancellation passes through unchanged.
         """
-        seconds = check_seconds(seconds, "fail_after()")
-        return TrioCancelScope(self, self.now() + seconds, _check_shield(shield), fail=True)
+        kind = type(seconds)
+        if not ((kind is float or kind is int) and seconds >= 0):  # the common cases, cheaply
+            seconds = check_seconds(seconds, "fail_after()")
+        if shield is not False:
+            _check_shield(shield)
+        return TrioCancelScope(self, self._clock.current_time() + seconds, shield, fail=True)
 
     def fail_at(self, deadline: float, *, shield: bool = False) -> TrioCancelScope:
         """As `move_on_at`, but its exit raises `TimeoutError` if the deadline passed."""

@@ -16,6 +16,7 @@ The wrapper adds what the contract asks beyond that:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from contextlib import suppress
 from threading import get_ident
@@ -30,6 +31,7 @@ from ._home import Home, foreign_error
 
 __all__ = ["TrioCancelScope"]
 
+_NEVER: Final = math.inf
 _NEW: Final = 0
 _ACTIVE: Final = 1
 _EXITED: Final = 2
@@ -56,7 +58,13 @@ class TrioCancelScope:
     )
 
     def __init__(self, home: Home, deadline: float, shield: bool, *, fail: bool = False) -> None:
-        self._scope = trio.CancelScope(deadline=deadline, shield=shield)
+        # Keyword arguments cost trio's constructor a third more: pass only those needed.
+        if shield:
+            self._scope = trio.CancelScope(deadline=deadline, shield=True)
+        elif deadline == _NEVER:
+            self._scope = trio.CancelScope()
+        else:
+            self._scope = trio.CancelScope(deadline=deadline)
         self._home = home
         self._fail = fail
         self._state = _NEW
