@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 
 import anyrt
 from anyrt._registry import backend_factory
 from anyrt.testing.conformance import receive_all, receive_exactly
+
+trustme = pytest.importorskip("trustme", reason="TLS tests need trustme (and cryptography)")
 
 OPTIONS = {"work-stealing": {"workers": 2}, "thread-per-core": {"cores": 2}}
 #: Every installed backend on real sockets.

@@ -410,6 +410,10 @@ class NativeTask(ABC, Generic[T]):
             return False
         except BaseException as error:  # every failure is kept for the joiner
             self._finish(None, error)
+            # The failed coroutine's frame, kept by the exception's traceback, links
+            # back to this frame: it must not keep the task alive, or a failed task
+            # dropped unawaited is never collected, and never reported.
+            del self
             return False
         refused = None
         if trap is not YIELD:
