@@ -700,7 +700,7 @@ class TrioRuntime:
         """Bind a UDP socket (an `anyrt.DatagramSocket`) to ``local_host:local_port``."""
         self._check_open()
         with self._external:
-            return await open_udp(local_host, local_port)
+            return await open_udp(self, local_host, local_port)
 
     # -- signals and observability ----------------------------------------------------------
 

@@ -9,11 +9,17 @@ checks and the closed state are `anyrt.UDPSocket`'s (`DatagramSocketBase`).
 from __future__ import annotations
 
 import socket as _stdlib_socket
-from typing import final
+from threading import get_ident
+from typing import TYPE_CHECKING, final
 
 import trio
 
 from anyrt._udp import DatagramSocketBase, check_bind_address, host_port, raise_closed
+
+from ._home import foreign_error
+
+if TYPE_CHECKING:
+    from ._runtime import TrioRuntime
 
 
 @final
@@ -24,7 +30,16 @@ class TrioDatagramSocket(DatagramSocketBase[trio.socket.SocketType]):
     boundaries; one larger than ``max_bytes`` is truncated, as the OS does.
     """
 
-    __slots__ = ()
+    __slots__ = ("_runtime",)
+
+    def __init__(self, runtime: TrioRuntime, sock: trio.socket.SocketType) -> None:
+        super().__init__(sock)
+        self._runtime = runtime
+
+    def _check_home(self, method: str) -> None:
+        runtime = self._runtime
+        if get_ident() != runtime._ident:
+            raise foreign_error(f"{method}() of a UDP socket", runtime)
 
     async def send_to(self, data: bytes, address: tuple[str, int]) -> None:
         """Send one datagram to ``address``.
@@ -32,8 +47,10 @@ class TrioDatagramSocket(DatagramSocketBase[trio.socket.SocketType]):
         Raises:
             ClosedResourceError: the socket was closed.
             OSError: as the OS reports it (``EMSGSIZE`` for a datagram that is too big).
+            RuntimeError: awaited outside the tasks of the socket's runtime.
         """
         target = self._check_send(data, address)
+        self._check_home("send_to")
         try:
             await self.socket.sendto(data, target)
         except trio.ClosedResourceError as exc:
@@ -47,8 +64,10 @@ class TrioDatagramSocket(DatagramSocketBase[trio.socket.SocketType]):
 
         Raises:
             ClosedResourceError: the socket is closed (also while this call waits).
+            RuntimeError: awaited outside the tasks of the socket's runtime.
         """
         size = self._check_receive(max_bytes)
+        self._check_home("receive_from")
         try:
             data, sender = await self.socket.recvfrom(size)
         except trio.ClosedResourceError as exc:
@@ -66,7 +85,7 @@ class TrioDatagramSocket(DatagramSocketBase[trio.socket.SocketType]):
         self.socket.close()  # trio's close() wakes the waiters first (notify_closing)
 
 
-async def open_udp(local_host: str, local_port: int) -> TrioDatagramSocket:
+async def open_udp(runtime: TrioRuntime, local_host: str, local_port: int) -> TrioDatagramSocket:
     """Bind a UDP socket to ``local_host:local_port`` (port 0: any free port)."""
     host, port = check_bind_address(local_host, local_port)
     infos = await trio.socket.getaddrinfo(
@@ -79,4 +98,4 @@ async def open_udp(local_host: str, local_port: int) -> TrioDatagramSocket:
     except BaseException:
         sock.close()
         raise
-    return TrioDatagramSocket(sock)
+    return TrioDatagramSocket(runtime, sock)
