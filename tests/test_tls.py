@@ -20,18 +20,14 @@ from pathlib import Path
 import pytest
 
 import anyrt
-from anyrt._registry import backend_factory
+from anyrt.testing import backend_params
 from anyrt.testing.conformance import receive_all, receive_exactly
 
 trustme = pytest.importorskip("trustme", reason="TLS tests need trustme (and cryptography)")
 
 OPTIONS = {"work-stealing": {"workers": 2}, "thread-per-core": {"cores": 2}}
-#: Every installed backend on real sockets.
-OS_BACKENDS = sorted(
-    name
-    for name in anyrt.backends()
-    if "os-reactor" in getattr(backend_factory(name), "capabilities", ())
-)
+#: Every installed backend on real sockets (one that cannot be imported is skipped).
+OS_BACKENDS = backend_params("os-reactor")
 
 
 @pytest.fixture(params=OS_BACKENDS)

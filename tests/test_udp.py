@@ -13,15 +13,11 @@ from collections.abc import Iterator
 import pytest
 
 import anyrt
-from anyrt._registry import backend_factory
+from anyrt.testing import backend_params
 
 OPTIONS = {"work-stealing": {"workers": 2}, "thread-per-core": {"cores": 2}}
-#: Every installed backend on real sockets.
-OS_BACKENDS = sorted(
-    name
-    for name in anyrt.backends()
-    if "os-reactor" in getattr(backend_factory(name), "capabilities", ())
-)
+#: Every installed backend on real sockets (one that cannot be imported is skipped).
+OS_BACKENDS = backend_params("os-reactor")
 
 
 @pytest.fixture(params=OS_BACKENDS)

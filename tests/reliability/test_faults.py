@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 
 import anyrt
+from anyrt.testing import backend_params
 from anyrt.testing.conformance import receive_exactly
-
-from .conftest import os_backends
 
 #: Every request is a 4-byte big-endian length and that many bytes; the reply echoes it.
 MAX_REQUEST = 1024
@@ -85,7 +84,7 @@ def serve_and_run(
     return result, errors
 
 
-@pytest.fixture(params=os_backends())
+@pytest.fixture(params=backend_params("os-reactor"))
 def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     return name

@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from .conftest import os_backends
+from anyrt.testing import backend_params
 
 PROGRAM = textwrap.dedent(
     """
@@ -48,7 +48,7 @@ PROGRAM = textwrap.dedent(
 
 
 @pytest.mark.skipif(os.name != "posix", reason="sends a POSIX signal")
-@pytest.mark.parametrize("backend", os_backends())
+@pytest.mark.parametrize("backend", backend_params("os-reactor"))
 def test_sigint_cancels_main_runs_cleanup_and_raises_keyboard_interrupt(backend: str) -> None:
     process = subprocess.Popen(
         [sys.executable, "-c", PROGRAM, backend],
@@ -97,7 +97,7 @@ RECEIVER = textwrap.dedent(
 
 
 @pytest.mark.skipif(os.name != "posix", reason="sends POSIX signals")
-@pytest.mark.parametrize("backend", os_backends())
+@pytest.mark.parametrize("backend", backend_params("os-reactor"))
 def test_signals_arrive_as_an_async_iterator(backend: str) -> None:
     process = subprocess.Popen(
         [sys.executable, "-c", RECEIVER, backend],
@@ -122,7 +122,7 @@ def test_signals_arrive_as_an_async_iterator(backend: str) -> None:
     assert out.splitlines() == ["SIGTERM", "['SIGUSR1', 'SIGUSR1', 'SIGTERM']", "True"]
 
 
-@pytest.mark.parametrize("backend", os_backends())
+@pytest.mark.parametrize("backend", backend_params("os-reactor"))
 def test_signals_needs_block_on_on_the_main_thread(backend: str) -> None:
     import threading
 
@@ -198,7 +198,7 @@ ONE_BLOCK = textwrap.dedent(
 
 
 @pytest.mark.skipif(os.name != "posix", reason="sends POSIX signals")
-@pytest.mark.parametrize("backend", os_backends())
+@pytest.mark.parametrize("backend", backend_params("os-reactor"))
 def test_one_signals_block_at_a_time_and_block_on_restores_the_handlers(backend: str) -> None:
     done = subprocess.run(
         [sys.executable, "-c", ONE_BLOCK, backend],

@@ -13,7 +13,9 @@
   that take one on that runtime, adds ``--anyrt-backend NAME[:k=v,...]``, and runs tests
   marked ``@pytest.mark.anyrt_simulate(seeds=N)`` once per seed.
 * ``pytest --pyargs anyrt.testing.conformance --anyrt-backend NAME`` checks that a
-  backend keeps the contract.
+  backend keeps the contract. A registered backend that cannot be imported is skipped,
+  with the reason; `backend_params` gives the same choice to tests that make their own
+  runtimes.
 """
 
 from .._sim import (
@@ -26,6 +28,7 @@ from .._sim import (
 )
 from .._simnet import Link, SimListener, SimStream
 from .._simulate import SimulationFailure, SimulationStats, simulate
+from ._params import backend_params
 
 __all__ = (
     "Link",
@@ -37,6 +40,7 @@ __all__ = (
     "SimulationStats",
     "StepLimitExceeded",
     "TraceEntry",
+    "backend_params",
     "buggify",
     "current_simulation",
     "simulate",

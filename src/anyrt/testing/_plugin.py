@@ -35,11 +35,12 @@ from typing import Any, NoReturn
 import pytest
 
 from .._protocols import Executor, Runtime
-from .._registry import backend_factory, backend_options, backends
+from .._registry import backend_options, backends
 from .._registry import runtime as create_runtime
 from .._sim import Simulation, current_simulation
 from .._simnet import Link
 from .._simulate import SEED_VARIABLE, run_seeds, seeds_to_run
+from ._params import load_backend
 
 __all__ = ["BackendConfig", "backend_id", "parse_backend_spec"]
 
@@ -160,9 +161,8 @@ def _configs(config: pytest.Config) -> list[BackendConfig]:
     if configs is None:
         configs = []
         for name in backends():
-            variants: Sequence[dict[str, Any]] = getattr(
-                backend_factory(name), "conformance_options", ({},)
-            )
+            factory, _ = load_backend(name)  # one that cannot be imported is skipped
+            variants: Sequence[dict[str, Any]] = getattr(factory, "conformance_options", ({},))
             configs.extend((name, dict(options)) for options in variants)
         config.stash[_CONFIGS] = configs
     return configs
@@ -178,7 +178,8 @@ def _virtual_configs(config: pytest.Config) -> list[BackendConfig]:
     """
     chosen: dict[str, BackendConfig] = {}
     for name, given in _configs(config):
-        if _VIRTUAL_TIME not in getattr(backend_factory(name), "capabilities", ()):
+        factory, _ = load_backend(name)
+        if factory is None or _VIRTUAL_TIME not in getattr(factory, "capabilities", ()):
             continue
         clock = given.get("clock")
         if isinstance(clock, str) and clock != "virtual":
@@ -277,7 +278,10 @@ def _argnames(mark: pytest.Mark) -> Sequence[str]:
 
 
 def _skips(name: str, required: list[str]) -> list[pytest.MarkDecorator]:
-    reason = _missing(name, getattr(backend_factory(name), "capabilities", ()), required)
+    factory, cannot_import = load_backend(name)
+    if factory is None:
+        return [pytest.mark.skip(reason=cannot_import)]
+    reason = _missing(name, getattr(factory, "capabilities", ()), required)
     return [pytest.mark.skip(reason=reason)] if reason else []
 
 
