@@ -11,8 +11,13 @@ from collections.abc import Coroutine
 from typing import Any
 
 from anyrt import FileDescriptorLike
-from anyrt._validate import check_coroutine
-from anyrt._validate import check_deadline, check_port, check_positive_int, check_seconds
+from anyrt._validate import (
+    check_coroutine,
+    check_deadline,
+    check_port,
+    check_positive_int,
+    check_seconds,
+)
 
 __all__ = [
     "check_coroutine",
