@@ -3,6 +3,7 @@
 Layers, from the loop outwards:
 
 * ``_task`` (`AsyncioTask`, an `asyncio.Task` that keeps the `anyrt.Task` contract),
+  ``_scope`` (level-triggered cancel scopes on asyncio's one-shot cancellation),
   ``_oneshot``, ``_time`` and ``_streams`` - the protocol pieces, on one event loop;
 * ``_virtual`` - the virtual-time selector loop behind ``clock="virtual"``, and
   ``_uvloop_virtual``, its uvloop counterpart (imported with ``_uvloop``);

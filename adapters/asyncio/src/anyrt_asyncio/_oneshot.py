@@ -23,22 +23,24 @@ waiting or the sender wakes it.
 
 If `send` wins a race with the receiving task's cancellation (asyncio then throws
 `CancelledError` in although the value is there, or its wake-up is still on its way from
-another thread), the value is delivered anyway and the cancellation is delivered again
-at the task's next suspension point: see `redeliver_cancellation`. `send` returning True
-is a promise of delivery.
+another thread), the value is delivered anyway and the cancellation lands at the task's
+next suspension point: a cancelled scope (or root) delivers it again by itself (see
+`_scope`), and a one-shot asyncio cancellation is delivered again by
+`redeliver_cancellation`. `send` returning True is a promise of delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from asyncio import CancelledError, InvalidStateError
 from collections.abc import Generator
 from threading import get_ident
 from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar, final
 
 from anyrt import ClosedResourceError
+
+from ._scope import is_level_cancelled
 
 T = TypeVar("T")
 
@@ -136,7 +138,7 @@ class AsyncioOneshot(Generic[T]):
             raise exc  # closed; or GeneratorExit: the coroutine is being closed
         # The value arrived first: take it, and deliver the cancellation later.
         task = asyncio.current_task(self._home._loop)
-        if task is not None:
+        if task is not None and not is_level_cancelled(task):
             redeliver_cancellation(task, exc.args[0] if exc.args else None)
 
     def _settled_state(self) -> int:
@@ -210,40 +212,22 @@ AsyncioReceiver: TypeAlias = AsyncioOneshot
 """The receiving half of an asyncio oneshot (the one `AsyncioOneshot` object)."""
 
 
-# Tasks whose swallowed cancellation is to be delivered again: task -> (handle, message).
-_REDELIVERIES: weakref.WeakKeyDictionary[asyncio.Task[Any], tuple[asyncio.Handle, object]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def redeliver_cancellation(task: asyncio.Task[Any], message: object) -> None:
-    """Deliver ``task``'s cancellation, which a value just beat, at its next suspension.
+    """Deliver ``task``'s one-shot cancellation, which a value just beat, at its next suspension.
 
     Not with ``task.cancel()`` now: asyncio turns a cancellation requested while a task
     runs into the task's outcome if the coroutine then returns, and the value that won
     would be lost with the result. Instead the request is withdrawn (``uncancel``) and
     made again by a callback that runs once the task has suspended - or does nothing if
-    it has finished. A `Timeout` whose own cancellation it was withdraws it for good
-    (`withdraw_redelivery`), as an expired timeout whose block ended anyway must not
-    cancel what follows it.
+    it has finished.
     """
     task.uncancel()
-    handle = task.get_loop().call_soon(_cancel_again, task, message)
-    _REDELIVERIES[task] = (handle, message)
+    task.get_loop().call_soon(_cancel_again, task, message)
 
 
 def _cancel_again(task: asyncio.Task[Any], message: object) -> None:
-    _REDELIVERIES.pop(task, None)
     if not task.done():
         task.cancel(message)
-
-
-def withdraw_redelivery(task: asyncio.Task[Any], message: object) -> None:
-    """Drop a pending `redeliver_cancellation` of ``task`` if it carries ``message``."""
-    entry = _REDELIVERIES.get(task)
-    if entry is not None and entry[1] is message:
-        del _REDELIVERIES[task]
-        entry[0].cancel()
 
 
 # Loop classes whose create_future() is asyncio's own, which makes a plain `asyncio.Future`:

@@ -18,6 +18,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import math
 import os
 import signal
 import socket
@@ -46,6 +47,13 @@ from anyrt._udp import UDPSocket, open_udp
 
 from . import _introspect
 from ._oneshot import AsyncioOneshot, remember_loop
+from ._scope import (
+    AsyncioCancelScope,
+    Timeout,
+    check_shield,
+    current_deadline,
+    on_loop_thread,
+)
 from ._signals import AsyncioSignalReceiver
 from ._streams import (
     AsyncioListener,
@@ -56,8 +64,16 @@ from ._streams import (
     listen_unix,
 )
 from ._task import AsyncioTask, ErrorHandler, log_task_error, report
-from ._time import YIELD, CallAt, Interval, Timeout, checked_deadline, set_done, sleep_until
-from ._validate import check_coroutine, check_host, check_name, check_port, check_seconds, fileno
+from ._time import YIELD, CallAt, Interval, checked_deadline, set_done, sleep_until
+from ._validate import (
+    check_coroutine,
+    check_deadline,
+    check_host,
+    check_name,
+    check_port,
+    check_seconds,
+    fileno,
+)
 from ._virtual import VirtualTimeLoop
 
 if TYPE_CHECKING:
@@ -247,6 +263,18 @@ class LoopRuntime:
         oneshot._open = True
         return oneshot, oneshot
 
+    def cancel_scope(
+        self, *, deadline: float = math.inf, shield: bool = False
+    ) -> AsyncioCancelScope:
+        """Return a new `anyrt.CancelScope` of this runtime (enter it in one of its tasks).
+
+        Raises:
+            ValueError: ``deadline`` is NaN.
+        """
+        if deadline != math.inf:
+            deadline = check_deadline(deadline, "cancel_scope(deadline=...)")
+        return AsyncioCancelScope(self, deadline, check_shield(shield))
+
     async def spawn_blocking(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args, **kwargs)`` in the loop's default executor, in a copy of the context.
 
@@ -300,8 +328,43 @@ class LoopRuntime:
         return Interval(self, period)
 
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[None]:
-        """Cancel the enclosed block after ``seconds`` and raise `TimeoutError`."""
-        return Timeout(self, check_seconds(seconds, "timeout()"))
+        """``async with rt.timeout(s):`` means exactly ``with rt.fail_after(s):``."""
+        return Timeout(self.fail_after(check_seconds(seconds, "timeout()")))
+
+    def move_on_after(self, seconds: float, *, shield: bool = False) -> AsyncioCancelScope:
+        """A cancel scope whose deadline is ``seconds`` from now; exits quietly on expiry."""
+        seconds = check_seconds(seconds, "move_on_after()")
+        return AsyncioCancelScope(self, self._now() + seconds, check_shield(shield))
+
+    def move_on_at(self, deadline: float, *, shield: bool = False) -> AsyncioCancelScope:
+        """A cancel scope with this ``deadline``; exits quietly on expiry."""
+        deadline = check_deadline(deadline, "move_on_at()")
+        return AsyncioCancelScope(self, deadline, check_shield(shield))
+
+    def fail_after(self, seconds: float, *, shield: bool = False) -> AsyncioCancelScope:
+        """As `move_on_after`, but raise `TimeoutError` on leaving if the deadline passed."""
+        seconds = check_seconds(seconds, "fail_after()")
+        return AsyncioCancelScope(self, self._now() + seconds, check_shield(shield), fail=True)
+
+    def fail_at(self, deadline: float, *, shield: bool = False) -> AsyncioCancelScope:
+        """As `move_on_at`, but raise `TimeoutError` on leaving if the deadline passed."""
+        deadline = check_deadline(deadline, "fail_at()")
+        return AsyncioCancelScope(self, deadline, check_shield(shield), fail=True)
+
+    def current_deadline(self) -> float:
+        """The nearest deadline of the calling task's scopes up to a shield.
+
+        ``math.inf`` if none, ``-math.inf`` if one of them is cancelled already.
+
+        Raises:
+            RuntimeError: not called from a task of this runtime.
+        """
+        task = asyncio.current_task(self._loop) if on_loop_thread(self) else None
+        if task is None:
+            raise RuntimeError(
+                f"current_deadline() must be called from a task of this {self.name!r} runtime"
+            )
+        return current_deadline(task)
 
     # -- Reactor ----------------------------------------------------------------------
 
@@ -725,18 +788,15 @@ class _SigintCancels:
     def _on_sigint(self, signum: int, frame: object) -> None:
         if not self.interrupted and not self._main.done():
             self.interrupted = True
-            self._main.cancel()
-            self._main.get_loop().call_soon_threadsafe(_noop)  # wake a blocked select
+            # The handler may run between any two bytecodes of the loop's thread: the
+            # cancellation is posted, which also wakes a blocked select.
+            self._main.get_loop().call_soon_threadsafe(self._main.cancel)
             return
         raise KeyboardInterrupt
 
     def __exit__(self, *exc_info: object) -> None:
         if self._installed is not None and signal.getsignal(signal.SIGINT) == self._installed:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def _noop() -> None:
-    pass
 
 
 def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:

@@ -8,7 +8,16 @@ things, each where the anyrt contract differs from asyncio's:
 * ``await task`` waits on a private future, not on the task itself: when the awaiting
   task is cancelled, asyncio would cancel the task it awaits; anyrt must leave it
   running. Awaiting a cancelled task raises `anyrt.Cancelled`.
-* `cancel` may be called from any thread (asyncio's may not).
+* `cancel` cancels the task's anyrt root scope: level-triggered (see `_scope`), so
+  every cancel point the task reaches raises again, except inside a shielded scope.
+  It may be called from any thread (asyncio's may not). asyncio code that cancels a
+  task and then withdraws the request with ``uncancel()`` - `asyncio.timeout`,
+  `asyncio.TaskGroup` - withdraws it from the root too, so it keeps working in place;
+  ``cancel(msg)`` with a message is asyncio's own one-shot cancellation (what anyio
+  sends). `cancelling` counts both kinds of request. One consequence: inside an anyrt
+  shielded scope, the cancellation `asyncio.timeout` or `asyncio.TaskGroup` requests
+  of their task waits until the shield is left, like every root cancellation (anyio's
+  scopes, which pass a message, are not held).
 * A failure nobody will see goes to the runtime's error handler, never to asyncio's
   "Task exception was never retrieved" log: `detach` reports it when the task ends, and
   a failed task dropped unawaited reports it when it is collected (``__del__``, which
@@ -32,6 +41,8 @@ from typing import Any, Protocol, TypeVar
 
 from anyrt import Cancelled, TaskError
 
+from ._scope import TaskCancels, refresh, scope_cancelling, task_cancels
+
 T = TypeVar("T")
 
 logger = logging.getLogger("anyrt")
@@ -43,6 +54,7 @@ _task_new = asyncio.Task.__new__
 _task_init = asyncio.Task.__init__
 _task_cancel = asyncio.Task.cancel
 _task_del = asyncio.Task.__del__
+_task_cancelled = asyncio.Task.cancelled
 
 
 def log_task_error(error: TaskError) -> None:
@@ -88,10 +100,18 @@ class AsyncioTask(asyncio.Task[T]):
     (constructing one directly raises `TypeError`).
     """
 
-    __slots__ = ("_anyrt_detached", "_anyrt_live", "_anyrt_owner", "_anyrt_pending")
+    __slots__ = (
+        "_anyrt_cancels",
+        "_anyrt_detached",
+        "_anyrt_live",
+        "_anyrt_owner",
+        "_anyrt_pending",
+    )
 
     _anyrt_owner: TaskOwner
     _anyrt_detached: bool
+    # The task's cancel scopes and cancel requests, made on first use (see _scope).
+    _anyrt_cancels: TaskCancels | None
     # True once asyncio's own initialisation ran (the task is scheduled).
     _anyrt_live: bool
     # (coroutine, name, context) until the task is initialised on the loop thread.
@@ -110,6 +130,7 @@ class AsyncioTask(asyncio.Task[T]):
         task._anyrt_detached = False
         task._anyrt_pending = None
         task._anyrt_live = False
+        task._anyrt_cancels = None
         try:
             _task_init(task, coro, loop=owner._loop, name=name)
         except BaseException:
@@ -128,6 +149,7 @@ class AsyncioTask(asyncio.Task[T]):
         task._anyrt_detached = False
         task._anyrt_pending = (coro, name, contextvars.copy_context())
         task._anyrt_live = False
+        task._anyrt_cancels = None
         return task
 
     def _anyrt_start(self) -> None:
@@ -178,22 +200,82 @@ class AsyncioTask(asyncio.Task[T]):
         self.set_name(value)
 
     def cancel(self, msg: Any | None = None) -> bool:
-        """Request cancellation at the next suspension point; False if already done.
+        """Cancel the task's root scope: every cancel point it reaches raises from then on.
 
-        Safe from any thread: from another thread the request is posted to the loop.
+        Level-triggered, as `anyrt.Task.cancel` says: inside a shielded scope the task
+        is left alone until it leaves the shield. Safe from any thread: from another
+        thread the request is posted to the loop. With a ``msg`` it is asyncio's own
+        one-shot ``cancel(msg)`` instead.
+
+        Returns:
+            False if the task had already finished, True otherwise.
         """
         owner = self._anyrt_owner
         if get_ident() == owner._thread or _get_running_loop() is owner._loop:
             if self._anyrt_pending is not None:
                 self._anyrt_start()
-            return _task_cancel(self, msg)
+            if self.done():
+                return False
+            self._anyrt_cancel_here(msg)
+            return True
         if self._anyrt_live and self.done():
             return False
         return self._anyrt_on_loop(self._anyrt_cancel_here, msg)
 
     def _anyrt_cancel_here(self, msg: Any | None) -> None:
         self._anyrt_start()
-        _task_cancel(self, msg)
+        if self.done():
+            return
+        cancels = task_cancels(self)
+        assert cancels is not None
+        if msg is None:
+            cancels.root += 1
+            refresh(self, cancels)
+        else:
+            cancels.edge += 1
+            _task_cancel(self, msg)
+
+    def cancelling(self) -> int:
+        """The cancellation requests not withdrawn by `uncancel` (asyncio's count).
+
+        The root's and ``cancel(msg)``'s, plus one while a cancelled scope encloses the
+        task: asyncio code inside it (`asyncio.timeout`) then knows that the
+        cancellation it sees is not only its own.
+        """
+        cancels = self._anyrt_cancels
+        if cancels is None:
+            return 0
+        return cancels.root + cancels.edge + scope_cancelling(cancels)
+
+    def uncancel(self) -> int:
+        """Withdraw one cancellation request, as asyncio code does once it handled its own.
+
+        A ``cancel(msg)`` request is withdrawn first, else a root one: once none is
+        left the root scope is no longer cancelled.
+
+        Returns:
+            The requests left.
+        """
+        cancels = self._anyrt_cancels
+        if cancels is None:
+            return 0
+        if cancels.edge:
+            cancels.edge -= 1
+        elif cancels.root:
+            cancels.root -= 1
+            if not cancels.root:
+                refresh(self, cancels)  # the root was the culprit: no longer
+        return self.cancelling()
+
+    def cancelled(self) -> bool:
+        """Return True if the task finished by being cancelled.
+
+        That is, a cancellation escaped its coroutine: asyncio's `CancelledError`, or
+        `anyrt.Cancelled` (from joining a cancelled task).
+        """
+        if _task_cancelled(self):
+            return True
+        return self.done() and isinstance(self._exception, Cancelled)
 
     def detach(self) -> None:
         """Stop caring about the result: a failure goes to the runtime's error handler.
@@ -271,7 +353,8 @@ class AsyncioTask(asyncio.Task[T]):
         elif self._log_traceback:  # it failed and nobody retrieved the exception
             exc = self.exception()
             assert exc is not None
-            self._anyrt_owner._report(TaskError(self.get_name(), exc, "never awaited"))
+            if not isinstance(exc, Cancelled):  # as on the native runtimes
+                self._anyrt_owner._report(TaskError(self.get_name(), exc, "never awaited"))
         elif not self.done():
             _task_del(self)  # asyncio's own finalizer: warns about a task destroyed pending
 
