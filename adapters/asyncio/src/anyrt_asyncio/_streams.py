@@ -14,6 +14,11 @@ it pauses the transport's reading (the kernel then pushes back on the peer), and
 `AsyncioStream.send` waits while the transport's write buffer is above its high-water
 mark (``pause_writing``/``resume_writing``).
 
+Sharing a stream between tasks: ``transport.write`` takes the whole of one send at once,
+so the bytes of concurrent sends never interleave; the senders held back by flow
+control all wait for the same drain. A second concurrent receive raises
+`anyrt.BusyResourceError`, as on every backend.
+
 A listener is a plain non-blocking socket, bound as the native backends bind theirs
 (`anyrt._sockets.bind_tcp`, with the largest backlog the OS allows):
 `AsyncioListener.accept` tries ``accept()`` first and waits for readability only when
@@ -31,7 +36,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, cast, final
 
-from anyrt import ByteStream, ClosedResourceError
+from anyrt import BusyResourceError, ByteStream, ClosedResourceError
 from anyrt._listener import AsyncResource
 from anyrt._sockets import ListeningSocket, bind_tcp, bind_unix, connect_first, getaddrinfo
 
@@ -55,10 +60,11 @@ class AsyncioStream(asyncio.Protocol, AsyncResource):
     """
 
     __slots__ = (
+        "_broken",
         "_buffered",
         "_chunks",
         "_closed",
-        "_drain",
+        "_drains",
         "_eof",
         "_eof_sent",
         "_error",
@@ -78,10 +84,13 @@ class AsyncioStream(asyncio.Protocol, AsyncResource):
         self._eof = False  # the peer will send nothing more
         self._lost = False  # the connection is gone
         self._error: BaseException | None = None
+        # A send failed because the connection is broken: receive then reports EOF.
+        self._broken = False
         self._closed = False  # aclose() was called
         self._eof_sent = False
         self._reader: asyncio.Future[None] | None = None
-        self._drain: asyncio.Future[None] | None = None
+        # The senders waiting for the write buffer to drain.
+        self._drains: list[asyncio.Future[None]] = []
         self._reading_paused = False
         self._write_paused = False
 
@@ -145,18 +154,23 @@ class AsyncioStream(asyncio.Protocol, AsyncResource):
             reader.set_result(None)
 
     def _wake_drain(self) -> None:
-        drain = self._drain
-        if drain is not None and not drain.done():
-            drain.set_result(None)
+        drains, self._drains = self._drains, []
+        for drain in drains:
+            if not drain.done():
+                drain.set_result(None)
 
     # -- anyrt.ByteStream ----------------------------------------------------------------
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """Return up to ``max_bytes`` bytes as soon as some are available; ``b""`` at EOF.
 
+        After a send failed because the connection is broken, it returns ``b""``: the
+        stream is over, and the send already said why.
+
         Raises:
             ClosedResourceError: this stream was closed (also wakes a waiting task).
             ConnectionResetError: the peer reset the connection.
+            BusyResourceError: another task is already receiving on this stream.
         """
         if type(max_bytes) is not int or max_bytes < 1:
             check_positive_int(max_bytes, "receive(max_bytes)")
@@ -166,11 +180,15 @@ class AsyncioStream(asyncio.Protocol, AsyncResource):
             if self._chunks:
                 return self._take(max_bytes)
             if self._eof:
-                if self._error is not None:
-                    raise self._error
-                return b""
+                error = self._error
+                if error is None or (self._broken and isinstance(error, ConnectionError)):
+                    return b""
+                raise error
             if self._reader is not None:
-                raise RuntimeError("another task is already receiving on this stream")
+                raise BusyResourceError(
+                    "another task is already receiving on this stream; one task at a time "
+                    "may receive (sends from several tasks are fine: they never interleave)"
+                )
             reader = self._reader = self._loop.create_future()
             try:
                 await reader
@@ -214,17 +232,21 @@ class AsyncioStream(asyncio.Protocol, AsyncResource):
         self._check_sendable("send")
         self.transport.write(data)
         while self._write_paused:
-            drain = self._drain = self._loop.create_future()
+            # One future per sender: cancelling a task cancels the future it awaits.
+            drain = self._loop.create_future()
+            self._drains.append(drain)
             try:
                 await drain
             finally:
-                self._drain = None
+                if not drain.done() or drain.cancelled():
+                    self._drains.remove(drain)
             self._check_sendable("send")
 
     def _check_sendable(self, method: str) -> None:
         if self._closed:
             raise ClosedResourceError(f"{method}() on a closed stream")
         if self._lost:
+            self._broken = True
             if self._error is not None:
                 raise self._error
             raise BrokenPipeError(errno.EPIPE, "the connection is closed")
