@@ -621,13 +621,23 @@ class AsyncioRuntime(LoopRuntime):
                     if sigint.interrupted:
                         raise KeyboardInterrupt from None
                 except BaseException:
-                    main.cancel()  # e.g. KeyboardInterrupt from a callback: stop the main task
+                    # KeyboardInterrupt or SystemExit from another task or a callback
+                    # stopped the loop: the main task cleans up before block_on raises it.
+                    self._finish_cancelled(main)
                     raise
                 finally:
                     receiver = self._signal_receiver
                     if receiver is not None:  # a task left running inside signals()
                         receiver._restore()
             return main._anyrt_outcome()
+
+    def _finish_cancelled(self, main: AsyncioTask[Any]) -> None:
+        """Cancel ``main`` and run the loop until it has finished (its outcome is dropped)."""
+        if main.done():
+            return
+        main.cancel()
+        with contextlib.suppress(BaseException):  # the exception that stopped the loop wins
+            self._loop.run_until_complete(main)
 
     def _check_plain_thread(self, coro: Coroutine[Any, Any, Any], method: str) -> None:
         running = _get_running_loop()

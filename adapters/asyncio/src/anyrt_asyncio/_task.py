@@ -56,6 +56,9 @@ _task_cancel = asyncio.Task.cancel
 _task_del = asyncio.Task.__del__
 _task_cancelled = asyncio.Task.cancelled
 
+#: What a task raising one of these stops: the runtime's `block_on` (not the error handler).
+_FATAL = (KeyboardInterrupt, SystemExit)
+
 
 def log_task_error(error: TaskError) -> None:
     """The default error handler: log the failure with its traceback to ``anyrt``."""
@@ -298,7 +301,8 @@ class AsyncioTask(asyncio.Task[T]):
             return  # cancelled, succeeded, or its failure was already seen
         exc = self.exception()  # marks it retrieved: asyncio will not log it too
         assert exc is not None
-        self._anyrt_owner._report(TaskError(self.get_name(), exc, "detached"))
+        if not isinstance(exc, _FATAL):  # block_on raised it
+            self._anyrt_owner._report(TaskError(self.get_name(), exc, "detached"))
 
     def __await__(self) -> Generator[Any, None, T]:
         """Wait for the task; return its result or re-raise its exception.
@@ -353,7 +357,7 @@ class AsyncioTask(asyncio.Task[T]):
         elif self._log_traceback:  # it failed and nobody retrieved the exception
             exc = self.exception()
             assert exc is not None
-            if not isinstance(exc, Cancelled):  # as on the native runtimes
+            if not isinstance(exc, (Cancelled, *_FATAL)):  # as on the native runtimes
                 self._anyrt_owner._report(TaskError(self.get_name(), exc, "never awaited"))
         elif not self.done():
             _task_del(self)  # asyncio's own finalizer: warns about a task destroyed pending
