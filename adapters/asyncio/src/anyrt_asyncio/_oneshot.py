@@ -66,6 +66,9 @@ class Home(Protocol):
     _loop: asyncio.AbstractEventLoop
     _thread: int | None
 
+    @property
+    def name(self) -> str: ...
+
 
 @final
 class AsyncioOneshot(Generic[T]):
@@ -135,6 +138,8 @@ class AsyncioOneshot(Generic[T]):
             self._fut = None
             closed = True
         if closed or not isinstance(exc, CancelledError):
+            if type(exc) is RuntimeError and _get_running_loop() is not self._home._loop:
+                raise foreign_loop_error("a oneshot Receiver", self._home.name) from exc
             raise exc  # closed; or GeneratorExit: the coroutine is being closed
         # The value arrived first: take it, and deliver the cancellation later.
         task = asyncio.current_task(self._home._loop)
@@ -228,6 +233,15 @@ def redeliver_cancellation(task: asyncio.Task[Any], message: object) -> None:
 def _cancel_again(task: asyncio.Task[Any], message: object) -> None:
     if not task.done():
         task.cancel(message)
+
+
+def foreign_loop_error(what: str, runtime_name: str) -> RuntimeError:
+    """The error for ``what``, of a runtime, awaited outside that runtime's loop."""
+    return RuntimeError(
+        f"{what} of the {runtime_name!r} runtime was awaited in a task that does not run on "
+        "that runtime's event loop (a task of another runtime, or no task at all); await "
+        "it in a task of its own runtime"
+    )
 
 
 # Loop classes whose create_future() is asyncio's own, which makes a plain `asyncio.Future`:

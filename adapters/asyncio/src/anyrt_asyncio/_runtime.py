@@ -46,7 +46,7 @@ from anyrt._tls import secure_client, secure_listener
 from anyrt._udp import UDPSocket, open_udp
 
 from . import _introspect
-from ._oneshot import AsyncioOneshot, remember_loop
+from ._oneshot import AsyncioOneshot, foreign_loop_error, remember_loop
 from ._scope import (
     AsyncioCancelScope,
     Timeout,
@@ -303,10 +303,13 @@ class LoopRuntime:
         if seconds == 0:
             await YIELD
             return
+        loop = self._loop
+        if get_ident() != self._thread and _get_running_loop() is not loop:
+            raise foreign_loop_error("a sleep", self.name)
         # sleep_until(), inlined for the common case of a timer that fires on time.
         now = self._now
         deadline = now() + seconds
-        waiter = self._loop.create_future()
+        waiter = loop.create_future()
         handle = self._call_at(deadline, set_done, waiter)
         try:
             await waiter
@@ -318,6 +321,8 @@ class LoopRuntime:
     async def sleep_until(self, deadline: float) -> None:
         """Suspend until `now` reaches ``deadline`` (return soon if it is past)."""
         deadline = checked_deadline(deadline)
+        if get_ident() != self._thread and _get_running_loop() is not self._loop:
+            raise foreign_loop_error("a sleep", self.name)
         await sleep_until(self._loop, self._now, self._call_at, deadline)
 
     def interval(self, period: float) -> Interval:
@@ -438,11 +443,11 @@ class LoopRuntime:
         try:
             if accepted:
                 _, stream = await loop.connect_accepted_socket(
-                    functools.partial(AsyncioStream, loop), sock
+                    functools.partial(AsyncioStream, loop, self.name), sock
                 )
             else:
                 _, stream = await loop.create_connection(
-                    functools.partial(AsyncioStream, loop), sock=sock
+                    functools.partial(AsyncioStream, loop, self.name), sock=sock
                 )
         except BaseException:
             sock.close()

@@ -40,6 +40,7 @@ from anyrt import BusyResourceError, ByteStream, ClosedResourceError
 from anyrt._listener import AsyncResource
 from anyrt._sockets import ListeningSocket, bind_tcp, bind_unix, connect_first, getaddrinfo
 
+from ._oneshot import foreign_loop_error
 from ._validate import check_positive_int
 
 if TYPE_CHECKING:
@@ -72,12 +73,14 @@ class AsyncioStream(asyncio.Protocol, AsyncResource):
         "_lost",
         "_reader",
         "_reading_paused",
+        "_runtime_name",
         "_transport",
         "_write_paused",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, runtime_name: str = "asyncio") -> None:
         self._loop = loop
+        self._runtime_name = runtime_name
         self._transport: asyncio.Transport | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -192,6 +195,10 @@ class AsyncioStream(asyncio.Protocol, AsyncResource):
             reader = self._reader = self._loop.create_future()
             try:
                 await reader
+            except RuntimeError as exc:
+                if _get_running_loop() is not self._loop:
+                    raise foreign_loop_error("this stream", self._runtime_name) from exc
+                raise
             finally:
                 self._reader = None
 
@@ -237,6 +244,10 @@ class AsyncioStream(asyncio.Protocol, AsyncResource):
             self._drains.append(drain)
             try:
                 await drain
+            except RuntimeError as exc:
+                if _get_running_loop() is not self._loop:
+                    raise foreign_loop_error("this stream", self._runtime_name) from exc
+                raise
             finally:
                 if not drain.done() or drain.cancelled():
                     self._drains.remove(drain)
@@ -272,6 +283,9 @@ class AsyncioStream(asyncio.Protocol, AsyncResource):
             self._transport.close()
         self._wake_reader()
         self._wake_drain()
+
+
+_get_running_loop = asyncio._get_running_loop
 
 
 @final
