@@ -29,7 +29,7 @@ from ._native import ErrorHandler, NativeRuntime, logger, sniffio_state, thread_
 from ._protocols import ByteStream, DatagramSocket, FileDescriptorLike, Listener
 from ._scope import Alarm, post_alarm
 from ._task import DONE, PARKED, LocalTask, NativeTask, Worker
-from ._timers import TimerQueue
+from ._timers import MAX_WAIT, TimerQueue
 from ._tls import secure_client, secure_listener
 
 if TYPE_CHECKING:
@@ -460,6 +460,8 @@ class SingleThreaded(NativeRuntime):
                 return
             raise self._deadlock(main)
         delay = max(deadline - self._clock.now(), 0.0)
+        if not self._virtual:
+            delay = min(delay, MAX_WAIT)  # the OS refuses longer waits
         if self._real_wait or (external and not self._virtual):
             loop.wait_inbox(delay)
         else:

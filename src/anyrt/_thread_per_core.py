@@ -23,7 +23,6 @@ the cores in turn.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import selectors
 import socket
@@ -46,7 +45,7 @@ from ._scope import Alarm, post_alarm
 from ._sockets import SocketListener, SocketStream, bind_tcp, resolve_listen_address
 from ._task import LocalTask, NativeTask, Worker
 from ._threaded import Inbox, ThreadedRuntime
-from ._timers import TimerQueue
+from ._timers import TimerQueue, wait_time
 from ._tls import secure_listener
 from ._validate import check_coroutine, check_positive_int
 
@@ -180,7 +179,7 @@ class _Core(Inbox):
             if self.inbox or self.runtime._stopping or (self.index == 0 and self.runtime._deferred):
                 return
             self.sleeping = True
-        timeout = None if math.isinf(deadline) else max(0.0, deadline - time.monotonic())
+        timeout = wait_time(deadline, time.monotonic())
         try:
             self.reactor.poll(timeout)
         finally:

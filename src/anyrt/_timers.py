@@ -17,6 +17,17 @@ from abc import ABC, abstractmethod
 from typing import Final
 
 _COMPACT_MIN: Final = 64
+#: The longest a loop blocks in one wait for its next timer. The OS and `threading`
+#: refuse timeouts past what their clocks can hold (``OverflowError``), and a loop that
+#: wakes once a day for a timer a century away loses nothing.
+MAX_WAIT: Final = 86_400.0
+
+
+def wait_time(deadline: float, now: float) -> float | None:
+    """How long to block for a timer due at ``deadline``: None for none, at most a day."""
+    if deadline == math.inf:
+        return None
+    return min(max(deadline - now, 0.0), MAX_WAIT)
 
 
 class TimerEntry(ABC):

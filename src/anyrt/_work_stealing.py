@@ -25,7 +25,6 @@ wake-up fd; the others sleep on their own `threading.Event`.
 from __future__ import annotations
 
 import contextvars
-import math
 import os
 import random
 import socket
@@ -43,7 +42,7 @@ from ._reactor import READ, WRITE, IOWait, OSReactor, fileno
 from ._scope import Alarm, post_alarm
 from ._task import NativeTask, SharedTask, Worker
 from ._threaded import Inbox, ThreadedRuntime
-from ._timers import TimerQueue
+from ._timers import TimerQueue, wait_time
 from ._validate import check_coroutine, check_positive_int
 
 T = TypeVar("T")
@@ -289,7 +288,7 @@ class _Worker(Inbox):
         """Sleep until woken or until the next timer; drive the reactor if nobody does."""
         runtime = self.runtime
         deadline = self.timers.next_deadline()
-        timeout = None if math.isinf(deadline) else max(0.0, deadline - time.monotonic())
+        timeout = wait_time(deadline, time.monotonic())
         driving = runtime._driver.acquire(blocking=False)
         try:
             with runtime._idle_lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import time
 
 import pytest
 
@@ -142,3 +143,13 @@ async def test_bad_durations_raise_value_error(runtime: anyrt.Runtime, seconds: 
 async def test_sleep_until_nan_raises_value_error(runtime: anyrt.Runtime) -> None:
     with pytest.raises(ValueError):
         await runtime.sleep_until(math.nan)
+
+
+@pytest.mark.anyrt_requires("threads")
+async def test_an_enormous_sleep_waits_and_is_cancelled(runtime: anyrt.Runtime) -> None:
+    sleeper = runtime.spawn(runtime.sleep(1e300))  # past what the OS can wait for at once
+    await runtime.spawn_blocking(time.sleep, 0.02)  # meanwhile the loop waits for it
+    assert not sleeper.done()
+    sleeper.cancel()
+    with pytest.raises(anyrt.Cancelled):
+        await sleeper
