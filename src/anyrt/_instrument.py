@@ -68,6 +68,7 @@ def instrumented(task_class: type[NativeTask[Any]]) -> type[NativeTask[Any]]:
                 emit(self, "task_suspended")
             elif state == DONE:
                 emit(self, "task_finished")
+            del self  # see NativeTask.step: a failed task's traceback keeps this frame
             return ready
 
     Instrumented.__name__ = Instrumented.__qualname__ = f"Instrumented{task_class.__name__}"

@@ -386,6 +386,10 @@ class SingleThreaded(NativeRuntime):
             loop.current = task
             if task.step(loop):
                 loop.ready.append(task)
+        # A failed task's traceback keeps this frame (see NativeTask.step): it must
+        # not keep the tasks alive.
+        batch.clear()
+        del task
 
     def _run_simulated(
         self, main: NativeTask[Any] | None, sim: Simulation, limit: int | None

@@ -410,9 +410,11 @@ class NativeTask(ABC, Generic[T]):
             return False
         except BaseException as error:  # every failure is kept for the joiner
             self._finish(None, error)
-            # The failed coroutine's frame, kept by the exception's traceback, links
-            # back to this frame: it must not keep the task alive, or a failed task
-            # dropped unawaited is never collected, and never reported.
+            # On 3.13 the failed coroutine's frame, kept by the exception's traceback,
+            # links back to this frame and to the loop's frames above it (f_back).
+            # None of them may keep the task alive: a failed task dropped unawaited
+            # would never be collected, and its failure never reported, for as long
+            # as anything holds the exception. The loops drop theirs too.
             del self
             return False
         refused = None

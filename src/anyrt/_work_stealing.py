@@ -150,6 +150,7 @@ class _Worker(Inbox):
             else:
                 self.local.append(task)
         self.current = None
+        del task  # see NativeTask.step: a failed task's traceback keeps this frame
 
     def next_task(self) -> NativeTask[Any] | None:
         """The seed's steps, in order; None when there is nothing anywhere."""
