@@ -10,9 +10,11 @@ scope has nothing to deliver.
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -263,3 +265,38 @@ def test_an_asyncio_timeout_expiring_with_its_enclosing_scope_lets_the_scope_win
         assert me.cancelling() == 0
 
     _in_asyncio_run(main)
+
+
+def test_an_outer_deadline_fires_after_an_inner_one(rt: AsyncioRuntime) -> None:
+    async def main() -> None:
+        start = rt.now()
+        with rt.move_on_after(0.02) as outer:
+            # The task's one alarm is set for the inner deadline, then again for the outer.
+            guard = threading.Timer(5, outer.cancel)  # a real-time guard
+            guard.start()
+            try:
+                with rt.move_on_after(0.01) as inner:
+                    await rt.sleep(FOREVER)
+                assert inner.cancelled_caught
+                await rt.sleep(FOREVER)
+            finally:
+                guard.cancel()
+        assert outer.cancelled_caught
+        assert 0.02 <= rt.now() - start < 1
+
+    rt.block_on(main())
+
+
+def test_a_deadline_does_not_keep_a_finished_task_alive(rt: AsyncioRuntime) -> None:
+    async def brief() -> None:
+        with rt.fail_after(FOREVER):  # its alarm stays set, lazily, after the scope
+            await rt.sleep(0)
+
+    async def main() -> weakref.ref[anyrt.Task[None]]:
+        task = rt.spawn(brief())
+        await task
+        return weakref.ref(task)
+
+    ref = rt.block_on(main())
+    gc.collect()
+    assert ref() is None

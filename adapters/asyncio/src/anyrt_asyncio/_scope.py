@@ -13,8 +13,12 @@ here belongs to one task:
   if the task is suspended and is not about to be woken with a result, it cancels the
   task the asyncio way, so a `CancelledError` is raised where the task waits - inside
   the scope - again and again until the exception has left it. Nothing runs for a
-  task without a culprit, so a scope that is never cancelled costs its entry, its
-  exit and its deadline's timer handle.
+  task without a culprit.
+* Deadlines share one timer per task, its *alarm*, set for the nearest deadline it
+  has needed: a scope whose deadline is later arms nothing, so a ``fail_after`` around
+  every round trip costs a few attribute writes. The alarm, when it rings, expires the
+  scopes that are due and is set again for the next deadline of those still active.
+  It holds its task weakly: a task that has finished is not kept for it.
 * On exit a cancelled scope swallows the `CancelledError` unless an enclosing scope
   (or the root) is cancelled too, or a cancellation that is not ours arrived while it
   was active (asyncio's ``cancelling()`` count grew): outer wins.
@@ -95,7 +99,17 @@ class TaskCancels:
     Only ever touched on the loop's thread.
     """
 
-    __slots__ = ("counted", "edge", "handle", "loop", "pending", "root", "scope")
+    __slots__ = (
+        "alarm",
+        "alarm_at",
+        "counted",
+        "edge",
+        "handle",
+        "loop",
+        "pending",
+        "root",
+        "scope",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, counted: bool) -> None:
         self.loop = loop
@@ -110,6 +124,9 @@ class TaskCancels:
         self.pending = 0
         #: The scheduled `_deliver` callback, while the task has a culprit.
         self.handle: asyncio.Handle | None = None
+        #: The timer of the task's nearest deadline (see the module's docstring), and when.
+        self.alarm: Any = None
+        self.alarm_at = math.inf
 
     def one_shot(self, task: asyncio.Task[Any]) -> int:
         """The requests of ``task``'s cancellation that are delivered once.
@@ -210,6 +227,43 @@ def _deliver_now(
         cancels.pending += 1
 
 
+def _set_alarm(task: asyncio.Task[Any], cancels: TaskCancels, host: ScopeHost, when: float) -> None:
+    alarm = cancels.alarm
+    if alarm is not None:
+        alarm.cancel()
+    cancels.alarm = host._call_at(when, _ring, (weakref.ref(task), host))
+    cancels.alarm_at = when
+
+
+def _ring(arg: tuple[weakref.ref[asyncio.Task[Any]], ScopeHost]) -> None:
+    """A task's alarm: expire its scopes that are due, set it for the next deadline."""
+    ref, host = arg
+    task = ref()
+    if task is None or task.done():
+        return
+    cancels = task_cancels(task, create=False)
+    if cancels is None:
+        return
+    cancels.alarm = None
+    cancels.alarm_at = math.inf
+    now = host._now()
+    nearest = math.inf
+    expired = False
+    scope = cancels.scope
+    while scope is not None:
+        deadline = scope._deadline
+        if not scope._cancel_called and deadline != math.inf:
+            if deadline <= now:  # else not yet: a timer may fire a little early
+                scope._expired = scope._cancel_called = expired = True
+            elif deadline < nearest:
+                nearest = deadline
+        scope = scope._parent
+    if nearest != math.inf:
+        _set_alarm(task, cancels, host, nearest)
+    if expired:
+        refresh(task, cancels)
+
+
 def scope_cancelling(cancels: TaskCancels) -> int:
     """1 if a cancelled scope is the task's culprit, else 0: its share of ``cancelling()``."""
     return 0 if _culprit(cancels.scope, cancels) in (None, cancels) else 1
@@ -261,7 +315,6 @@ class AsyncioCancelScope:
         "_deadline",
         "_expired",
         "_fail",
-        "_handle",
         "_host",
         "_parent",
         "_shield",
@@ -283,7 +336,6 @@ class AsyncioCancelScope:
         self._task: asyncio.Task[Any] | None = None
         self._cancels: TaskCancels | None = None
         self._parent: AsyncioCancelScope | None = None
-        self._handle: Any = None  # the deadline's timer handle, while armed
         self._at_enter = 0  # the task's one-shot cancellations when it entered
 
     def __repr__(self) -> str:
@@ -336,7 +388,7 @@ class AsyncioCancelScope:
         # Set before the state is read: an `__enter__` racing on the loop's thread
         # either is seen here as active or sees the flag itself.
         if self._state == _ACTIVE:
-            self._on_loop(self._cancelled)
+            self._on_loop(self._refresh_task)
 
     def message(self, task: asyncio.Task[Any]) -> str:
         """The message of a `CancelledError` this scope delivers."""
@@ -356,47 +408,30 @@ class AsyncioCancelScope:
         except RuntimeError:  # the loop is closed: no task can be inside any more
             pass
 
-    def _cancelled(self) -> None:
-        self._disarm()
-        self._refresh_task()
-
     def _refresh_task(self) -> None:
         task, cancels = self._task, self._cancels
         if self._state == _ACTIVE and task is not None and cancels is not None:
             refresh(task, cancels)
 
     def _arm(self) -> None:
-        """Put the deadline on the loop's timers (or cancel at once if it has passed)."""
-        self._disarm()
+        """The deadline is set (or moved): expire now if it has passed, else see the alarm."""
+        task, cancels = self._task, self._cancels
         deadline = self._deadline
-        if self._state != _ACTIVE or self._cancel_called or deadline == math.inf:
+        if self._state != _ACTIVE or self._cancel_called or task is None or cancels is None:
             return
+        if deadline == math.inf:
+            return  # moved to never: an alarm set for it finds nothing due
         host = self._host
         if deadline <= host._now():
+            self._expire_now()
+        elif deadline < cancels.alarm_at:
+            _set_alarm(task, cancels, host, deadline)
+
+    def _expire_now(self) -> None:
+        if self._state == _ACTIVE and not self._cancel_called:
             self._expired = True
             self._cancel_called = True
             self._refresh_task()
-            return
-        self._handle = host._call_at(deadline, _expire, self)
-
-    def _disarm(self) -> None:
-        handle = self._handle
-        if handle is not None:
-            self._handle = None
-            handle.cancel()
-
-    def _expire(self) -> None:
-        """The deadline's timer fired (a timer may fire early: then it is re-armed)."""
-        if self._state != _ACTIVE or self._cancel_called:
-            self._disarm()
-            return
-        if self._host._now() < self._deadline:
-            self._arm()
-            return
-        self._disarm()
-        self._expired = True
-        self._cancel_called = True
-        self._refresh_task()
 
     # -- entering and leaving ----------------------------------------------------------
 
@@ -420,10 +455,10 @@ class AsyncioCancelScope:
         self._state = _ACTIVE
         cancels.scope = self
         self._at_enter = task.cancelling() - cancels.pending if cancels.counted else cancels.edge
-        if self._deadline != math.inf:
-            self._arm()
         if self._cancel_called:
             refresh(task, cancels)
+        elif self._deadline != math.inf:
+            self._arm()
         return self
 
     def __exit__(
@@ -445,8 +480,6 @@ class AsyncioCancelScope:
         cancels.scope = parent
         # An exited scope keeps no task nor enclosing scopes alive.
         self._task = self._cancels = self._parent = None
-        if self._handle is not None:
-            self._disarm()
         if not self._cancel_called:
             if self._shield:
                 refresh(task, cancels)  # an enclosing cancellation can reach the task again
@@ -473,11 +506,6 @@ class AsyncioCancelScope:
         return True
 
 
-def _expire(scope: AsyncioCancelScope) -> None:
-    scope._handle = None  # it fired: nothing to cancel
-    scope._expire()
-
-
 @final
 class Timeout(AbstractAsyncContextManager[None]):
     """``async with rt.timeout(s):``: exactly ``with rt.fail_after(s):``."""
@@ -502,7 +530,7 @@ class Timeout(AbstractAsyncContextManager[None]):
         return self._scope.__exit__(exc_type, exc, tb)
 
     def _expire(self) -> None:
-        """Act as if the deadline's timer fired now (tests line it up with a race)."""
+        """Act as if the deadline passed now (tests line it up with a race)."""
         scope = self._scope
         scope._deadline = min(scope._deadline, scope._host._now())
-        scope._expire()
+        scope._expire_now()
