@@ -13,15 +13,21 @@ FLAVOURS: dict[str, Callable[..., AsyncioRuntime]] = {
     "asyncio": AsyncioRuntime,
     "asyncio-virtual": lambda **kw: AsyncioRuntime(clock="virtual", **kw),
 }
+PARAMS = ["asyncio", "asyncio-virtual"]
 try:
     from anyrt_asyncio._uvloop import UvloopRuntime
-except ImportError:  # pragma: no cover - uvloop is a dev dependency
-    pass
+except ImportError as missing:  # uvloop has no free-threaded build: skipped, saying so
+    PARAMS.append(
+        pytest.param(
+            "uvloop", marks=pytest.mark.skip(reason=f"uvloop cannot be imported: {missing}")
+        )
+    )
 else:
     FLAVOURS["uvloop"] = UvloopRuntime
+    PARAMS.append("uvloop")
 
 
-@pytest.fixture(params=sorted(FLAVOURS))
+@pytest.fixture(params=PARAMS)
 def make(request: pytest.FixtureRequest) -> Iterator[Callable[..., AsyncioRuntime]]:
     """Create runtimes of one flavour; every one is closed after the test."""
     factory = FLAVOURS[request.param]

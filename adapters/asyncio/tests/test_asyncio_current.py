@@ -6,7 +6,6 @@ import asyncio
 
 import anyrt_asyncio
 import pytest
-import uvloop
 
 import anyrt
 
@@ -59,6 +58,8 @@ async def _send_later(rt: anyrt.Runtime, sender: anyrt.Sender[str]) -> None:
 
 
 def test_on_uvloop_the_name_says_so() -> None:
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed")
+
     async def app() -> str:
         return anyrt_asyncio.current().name
 

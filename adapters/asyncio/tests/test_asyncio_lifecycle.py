@@ -165,7 +165,7 @@ def test_capabilities_follow_the_clock() -> None:
 
 
 def test_a_custom_loop_factory_and_debug_mode() -> None:
-    import uvloop
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed")
 
     with AsyncioRuntime(loop_factory=uvloop.new_event_loop, debug=True) as rt:
         assert rt.name == "uvloop"
