@@ -37,7 +37,7 @@ from asyncio import AbstractEventLoop
 from collections.abc import Callable, Coroutine, Generator
 from functools import partial
 from threading import get_ident
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from anyrt import Cancelled, TaskError
 
@@ -278,7 +278,7 @@ class AsyncioTask(asyncio.Task[T]):
         """
         if _task_cancelled(self):
             return True
-        return self.done() and isinstance(self._exception, Cancelled)
+        return self.done() and _effective(self._exception) is _CANCELLED_OUTCOME
 
     def detach(self) -> None:
         """Stop caring about the result: a failure goes to the runtime's error handler.
@@ -299,9 +299,8 @@ class AsyncioTask(asyncio.Task[T]):
     def _anyrt_report_detached(self, _: object) -> None:
         if self.cancelled() or not self._log_traceback:
             return  # cancelled, succeeded, or its failure was already seen
-        exc = self.exception()  # marks it retrieved: asyncio will not log it too
-        assert exc is not None
-        if not isinstance(exc, _FATAL):  # block_on raised it
+        exc = _effective(self.exception())  # marks it retrieved: asyncio will not log it
+        if isinstance(exc, BaseException) and not isinstance(exc, _FATAL):  # (block_on raised)
             self._anyrt_owner._report(TaskError(self.get_name(), exc, "detached"))
 
     def __await__(self) -> Generator[Any, None, T]:
@@ -344,7 +343,13 @@ class AsyncioTask(asyncio.Task[T]):
 
     def _anyrt_outcome(self) -> T:
         if self.cancelled():
+            if not _task_cancelled(self):
+                self.exception()  # mark it retrieved: asyncio must not log it
             raise Cancelled(f"task {self.get_name()!r} was cancelled") from None
+        exc = _effective(self._exception)
+        if exc is not self._exception and isinstance(exc, BaseException):
+            self.exception()  # retrieved: raised as the errors without the cancellations
+            raise exc
         return self.result()
 
     def __del__(self) -> None:
@@ -355,12 +360,32 @@ class AsyncioTask(asyncio.Task[T]):
         if not live:
             self._anyrt_discard()
         elif self._log_traceback:  # it failed and nobody retrieved the exception
-            exc = self.exception()
-            assert exc is not None
-            if not isinstance(exc, (Cancelled, *_FATAL)):  # as on the native runtimes
+            exc = _effective(self.exception())
+            if isinstance(exc, BaseException) and not isinstance(exc, (Cancelled, *_FATAL)):
                 self._anyrt_owner._report(TaskError(self.get_name(), exc, "never awaited"))
         elif not self.done():
             _task_del(self)  # asyncio's own finalizer: warns about a task destroyed pending
+
+
+#: What `_effective` returns for an exception that only says the task was cancelled.
+_CANCELLED_OUTCOME: Final = object()
+
+
+def _effective(exc: BaseException | None) -> BaseException | object | None:
+    """What a task that ended with ``exc`` ended with, as on the native runtimes.
+
+    A cancellation inside an exception group (a task group that failed while its task
+    was being cancelled) only says the task was cancelled too: the task ended with the
+    real errors, or, when there are none, cancelled (`_CANCELLED_OUTCOME`).
+    """
+    if isinstance(exc, (Cancelled, asyncio.CancelledError)):
+        return _CANCELLED_OUTCOME
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    cancellations, rest = exc.split((Cancelled, asyncio.CancelledError))
+    if cancellations is None:
+        return exc
+    return _CANCELLED_OUTCOME if rest is None else rest
 
 
 def _wake_joiner(waiter: asyncio.Future[None], _: object) -> None:

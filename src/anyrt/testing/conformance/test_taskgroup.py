@@ -414,3 +414,49 @@ async def test_a_group_never_leaves_a_child_running(runtime: anyrt.Runtime) -> N
 
 async def _await(awaitable: Awaitable[T]) -> T:
     return await awaitable
+
+
+async def test_a_group_failing_as_its_task_is_cancelled_raises_both(runtime: anyrt.Runtime) -> None:
+    host: list[anyrt.Task[None]] = []
+
+    async def cancel_the_host_then_fail() -> None:
+        await runtime.sleep(0.001)
+        host[0].cancel()
+        raise Boom("while the host is cancelled")
+
+    async def body() -> None:
+        async with anyrt.TaskGroup(runtime) as tg:
+            tg.spawn(cancel_the_host_then_fail())
+            await runtime.sleep(FOREVER)
+
+    host.append(runtime.spawn(body()))
+    # The task ended with the real error; the cancellation beside it is taken out.
+    with pytest.raises(ExceptionGroup) as info:
+        await host[0]
+    assert [type(exc) for exc in info.value.exceptions] == [Boom]
+    assert not host[0].cancelled()
+
+
+async def test_a_task_left_with_only_cancellations_in_a_group_ended_cancelled(
+    runtime: anyrt.Runtime,
+) -> None:
+    host: list[anyrt.Task[str]] = []
+
+    async def cancel_the_host_then_fail() -> None:
+        await runtime.sleep(0.001)
+        host[0].cancel()
+        raise Boom("handled below")
+
+    async def body() -> str:
+        try:
+            async with anyrt.TaskGroup(runtime) as tg:
+                tg.spawn(cancel_the_host_then_fail())
+                await runtime.sleep(FOREVER)
+        except* Boom:
+            pass  # what is left is the cancellation, in a group
+        return "the cancellation was lost"
+
+    host.append(runtime.spawn(body()))
+    with pytest.raises(anyrt.Cancelled):
+        await host[0]
+    assert host[0].cancelled()
