@@ -31,6 +31,7 @@ WORKLOADS = (
     "ping-pong-event",
     "timers",
     "tcp-echo",
+    "tcp-echo-timeout",
     "tcp-echo-sharded",
     "tcp-echo-protocols",
     "hash",
@@ -54,7 +55,7 @@ PEERS = {  # name: the modules it needs
     "anyio-trio": ("anyio", "trio"),
 }
 QUICK_RUNTIMES = ("single-threaded", "asyncio", "trio")
-SOCKET_WORKLOADS = ("tcp-echo", "tcp-echo-sharded", "tcp-echo-protocols")
+SOCKET_WORKLOADS = ("tcp-echo", "tcp-echo-timeout", "tcp-echo-sharded", "tcp-echo-protocols")
 # What the quick runtimes cannot run, and the reason the table gives.
 SKIPPED = {
     ("cross-thread", "single-threaded"): "needs threads",

@@ -27,6 +27,8 @@ YIELDS_PER_TASK = 100
 """How many times each task of the yield storm yields."""
 
 TCP_CLIENTS = 50
+#: The deadline of each round trip of tcp-echo-timeout: never reached, only paid for.
+ROUND_TRIP_TIMEOUT = 10.0
 """How many clients the TCP echo workloads connect at once."""
 
 TCP_MESSAGE = b"x" * 64

@@ -9,6 +9,7 @@ version in `anyrt._bench.workloads`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import tracemalloc
 from collections.abc import Callable, Coroutine
@@ -25,6 +26,7 @@ from .common import (
     CHANNEL_CAPACITY,
     CHANNEL_CONSUMERS,
     CHANNEL_PRODUCERS,
+    ROUND_TRIP_TIMEOUT,
     TCP_CLIENTS,
     TCP_MESSAGE,
     TCP_READ_SIZE,
@@ -110,7 +112,7 @@ async def timers(n: int) -> Metrics:
     return timer_metrics(perf_counter() - start, delays, lateness)
 
 
-async def tcp_echo(n: int) -> Metrics:
+async def tcp_echo(n: int, *, timeout: float | None = None) -> Metrics:
     """Echo over anyio streams (`anyio.create_tcp_listener`, `anyio.connect_tcp`)."""
     size = len(TCP_MESSAGE)
     open_handlers = TCP_CLIENTS
@@ -129,12 +131,19 @@ async def tcp_echo(n: int) -> Metrics:
         if not open_handlers:
             handlers_done.set()
 
+    async def round_trip(stream: SocketStream) -> None:
+        await stream.send(TCP_MESSAGE)
+        received = 0
+        while received < size:
+            received += len(await stream.receive(size - received))
+
     async def client(stream: SocketStream) -> None:
         for _ in range(n):
-            await stream.send(TCP_MESSAGE)
-            received = 0
-            while received < size:
-                received += len(await stream.receive(size - received))
+            if timeout is None:
+                await round_trip(stream)
+            else:
+                with anyio.fail_after(timeout):
+                    await round_trip(stream)
 
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     port = listener.extra(SocketAttribute.local_port)
@@ -249,6 +258,7 @@ WORKLOADS: dict[str, Callable[[int], Coroutine[Any, Any, Metrics]]] = {
     "timers": timers,
     "tcp-echo": tcp_echo,
     "tcp-echo-sharded": tcp_echo,
+    "tcp-echo-timeout": functools.partial(tcp_echo, timeout=ROUND_TRIP_TIMEOUT),
     "hash": hash_tasks,
     "hash-spread": hash_tasks,
     "cross-thread": cross_thread,

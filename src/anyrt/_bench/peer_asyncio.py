@@ -8,6 +8,7 @@ the same thing as, the anyrt version in `anyrt._bench.workloads`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import tracemalloc
 from collections.abc import Callable, Coroutine
@@ -18,6 +19,7 @@ from .common import (
     CHANNEL_CAPACITY,
     CHANNEL_CONSUMERS,
     CHANNEL_PRODUCERS,
+    ROUND_TRIP_TIMEOUT,
     TCP_CLIENTS,
     TCP_MESSAGE,
     TCP_READ_SIZE,
@@ -126,8 +128,11 @@ async def timers(n: int) -> Metrics:
     return timer_metrics(perf_counter() - start, delays, lateness)
 
 
-async def tcp_echo(n: int) -> Metrics:
-    """Echo over streams (`asyncio.start_server`, `asyncio.open_connection`)."""
+async def tcp_echo(n: int, *, timeout: float | None = None) -> Metrics:
+    """Echo over streams (`asyncio.start_server`, `asyncio.open_connection`).
+
+    With ``timeout``, each round trip runs inside ``asyncio.timeout(timeout)``.
+    """
     handlers_done = asyncio.Semaphore(0)
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -140,9 +145,15 @@ async def tcp_echo(n: int) -> Metrics:
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         for _ in range(n):
-            writer.write(TCP_MESSAGE)
-            await writer.drain()
-            await reader.readexactly(len(TCP_MESSAGE))
+            if timeout is None:
+                writer.write(TCP_MESSAGE)
+                await writer.drain()
+                await reader.readexactly(len(TCP_MESSAGE))
+                continue
+            async with asyncio.timeout(timeout):
+                writer.write(TCP_MESSAGE)
+                await writer.drain()
+                await reader.readexactly(len(TCP_MESSAGE))
 
     server = await asyncio.start_server(echo, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -328,6 +339,7 @@ WORKLOADS: dict[str, Callable[[int], Coroutine[Any, Any, Metrics]]] = {
     "timers": timers,
     "tcp-echo": tcp_echo,
     "tcp-echo-sharded": tcp_echo,
+    "tcp-echo-timeout": functools.partial(tcp_echo, timeout=ROUND_TRIP_TIMEOUT),
     "tcp-echo-protocols": tcp_echo_protocols,
     "hash": hash_tasks,
     "hash-spread": hash_tasks,

@@ -23,6 +23,7 @@ from .common import (
     CHANNEL_CAPACITY,
     CHANNEL_CONSUMERS,
     CHANNEL_PRODUCERS,
+    ROUND_TRIP_TIMEOUT,
     TCP_CLIENTS,
     TCP_MESSAGE,
     TCP_READ_SIZE,
@@ -168,7 +169,7 @@ async def timers(n: int) -> Metrics:
     return timer_metrics(perf_counter() - start, delays, lateness)
 
 
-async def tcp_echo(n: int) -> Metrics:
+async def tcp_echo(n: int, *, timeout: float | None = None) -> Metrics:
     """Echo over trio streams (`trio.serve_tcp`, `trio.open_tcp_stream`)."""
     size = len(TCP_MESSAGE)
     open_handlers = TCP_CLIENTS
@@ -182,15 +183,22 @@ async def tcp_echo(n: int) -> Metrics:
         if not open_handlers:
             handlers_done.set()
 
+    async def round_trip(stream: trio.SocketStream) -> None:
+        await stream.send_all(TCP_MESSAGE)
+        received = 0
+        while received < size:
+            data = await stream.receive_some(size - received)
+            if not data:
+                raise ConnectionError("the echo server closed the connection")
+            received += len(data)
+
     async def client(stream: trio.SocketStream) -> None:
         for _ in range(n):
-            await stream.send_all(TCP_MESSAGE)
-            received = 0
-            while received < size:
-                data = await stream.receive_some(size - received)
-                if not data:
-                    raise ConnectionError("the echo server closed the connection")
-                received += len(data)
+            if timeout is None:
+                await round_trip(stream)
+            else:
+                with trio.fail_after(timeout):
+                    await round_trip(stream)
 
     async with trio.open_nursery() as server:
         serve = functools.partial(trio.serve_tcp, host="127.0.0.1")
@@ -301,6 +309,7 @@ WORKLOADS: dict[str, Callable[[int], Coroutine[Any, Any, Metrics]]] = {
     "timers": timers,
     "tcp-echo": tcp_echo,
     "tcp-echo-sharded": tcp_echo,
+    "tcp-echo-timeout": functools.partial(tcp_echo, timeout=ROUND_TRIP_TIMEOUT),
     "hash": hash_tasks,
     "hash-spread": hash_tasks,
     "cross-thread": cross_thread,

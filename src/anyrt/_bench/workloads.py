@@ -28,6 +28,7 @@ from .common import (
     CHANNEL_CONSUMERS,
     CHANNEL_PRODUCERS,
     HASH_INPUT_SIZE,
+    ROUND_TRIP_TIMEOUT,
     TCP_CLIENTS,
     TCP_MESSAGE,
     TCP_READ_SIZE,
@@ -189,19 +190,40 @@ async def _echo(stream: anyrt.ByteStream) -> None:
         await stream.send(data)
 
 
-async def _echo_client(stream: anyrt.ByteStream, round_trips: int) -> None:
+async def _round_trip(stream: anyrt.ByteStream) -> None:
+    await stream.send(TCP_MESSAGE)
     size = len(TCP_MESSAGE)
+    received = 0
+    while received < size:
+        data = await stream.receive(size - received)
+        if not data:
+            raise ConnectionError("the echo server closed the connection")
+        received += len(data)
+
+
+async def _echo_client(stream: anyrt.ByteStream, round_trips: int) -> None:
     for _ in range(round_trips):
-        await stream.send(TCP_MESSAGE)
-        received = 0
-        while received < size:
-            data = await stream.receive(size - received)
-            if not data:
-                raise ConnectionError("the echo server closed the connection")
-            received += len(data)
+        await _round_trip(stream)
 
 
-async def tcp_echo(rt: anyrt.Runtime, n: int, *, reuse_port: bool = False) -> Metrics:
+def _timed_echo_client(
+    rt: anyrt.Runtime,
+) -> Callable[[anyrt.ByteStream, int], Coroutine[Any, Any, None]]:
+    async def client(stream: anyrt.ByteStream, round_trips: int) -> None:
+        for _ in range(round_trips):
+            with rt.fail_after(ROUND_TRIP_TIMEOUT):
+                await _round_trip(stream)
+
+    return client
+
+
+async def tcp_echo(
+    rt: anyrt.Runtime,
+    n: int,
+    *,
+    reuse_port: bool = False,
+    client: Callable[[anyrt.ByteStream, int], Coroutine[Any, Any, None]] = _echo_client,
+) -> Metrics:
     """Echo ``n`` round trips of 64 bytes on each of `TCP_CLIENTS` connections at once."""
     handlers_done = anyrt.Semaphore(rt, 0)
 
@@ -213,7 +235,7 @@ async def tcp_echo(rt: anyrt.Runtime, n: int, *, reuse_port: bool = False) -> Me
     server = rt.spawn(listener.serve(echo))
     streams = [await rt.connect_tcp(*listener.address) for _ in range(TCP_CLIENTS)]
     start = perf_counter()
-    tasks = [_spread(rt, index, _echo_client(stream, n)) for index, stream in enumerate(streams)]
+    tasks = [_spread(rt, index, client(stream, n)) for index, stream in enumerate(streams)]
     for task in tasks:
         await task
     elapsed = perf_counter() - start
@@ -224,6 +246,11 @@ async def tcp_echo(rt: anyrt.Runtime, n: int, *, reuse_port: bool = False) -> Me
     await listener.aclose()
     await server
     return {"round trips/s": TCP_CLIENTS * n / elapsed}
+
+
+async def tcp_echo_timeout(rt: anyrt.Runtime, n: int) -> Metrics:
+    """`tcp_echo` with each round trip inside ``fail_after``, as a client library does."""
+    return await tcp_echo(rt, n, client=_timed_echo_client(rt))
 
 
 async def tcp_echo_sharded(rt: anyrt.Runtime, n: int) -> Metrics:
@@ -464,6 +491,19 @@ WORKLOADS: dict[str, Workload] = {
                 "asyncio": "streams (start_server, open_connection, readexactly)",
                 "trio": "serve_tcp and open_tcp_stream",
                 "anyio": "create_tcp_listener and connect_tcp",
+            },
+        ),
+        Workload(
+            "tcp-echo-timeout",
+            f"{_TCP}, each round trip inside fail_after({ROUND_TRIP_TIMEOUT:g})",
+            tcp_echo_timeout,
+            2_000,
+            (Metric("round trips/s", higher_is_better=True),),
+            sockets=True,
+            peers={
+                "asyncio": f"asyncio.timeout({ROUND_TRIP_TIMEOUT:g})",
+                "trio": f"trio.fail_after({ROUND_TRIP_TIMEOUT:g})",
+                "anyio": f"anyio.fail_after({ROUND_TRIP_TIMEOUT:g})",
             },
         ),
         Workload(
