@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import anyrt
+from anyrt.testing import each_backend
 
 KINDS = ("lock", "semaphore", "send", "receive", "wait", "set", "oneshot", "group", "sleep")
 PERMITS = 2
@@ -283,12 +284,13 @@ def observe(world: World) -> tuple[Any, ...]:
 EXPECTED = ((), False, PERMITS, True, True, ())
 
 storm_settings = settings(
-    max_examples=25,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 
+@pytest.mark.parametrize("anyrt_backend", each_backend())
 @storm_settings
 @given(program=programs())
 def test_the_storm_keeps_every_promise(runtime: anyrt.Runtime, program: Program) -> None:

@@ -28,7 +28,7 @@ from .._sim import (
 )
 from .._simnet import Link, SimListener, SimStream
 from .._simulate import SimulationFailure, SimulationStats, simulate
-from ._params import backend_params
+from ._params import backend_params, each_backend
 
 __all__ = (
     "Link",
@@ -43,5 +43,6 @@ __all__ = (
     "backend_params",
     "buggify",
     "current_simulation",
+    "each_backend",
     "simulate",
 )

@@ -8,7 +8,7 @@ from typing import Any
 from .._exceptions import BackendNotFound
 from .._registry import backend_factory, backends
 
-__all__ = ["backend_params", "load_backend"]
+__all__ = ["backend_params", "each_backend", "load_backend"]
 
 
 @cache
@@ -42,3 +42,18 @@ def backend_params(*capabilities: str) -> list[Any]:
         elif all(c in getattr(factory, "capabilities", ()) for c in capabilities):
             params.append(pytest.param(name, id=name))
     return params
+
+
+def each_backend() -> list[Any]:
+    """Every installed backend once, with its default options, for ``anyrt_backend``.
+
+    ``@pytest.mark.parametrize("anyrt_backend", each_backend())`` runs a costly test
+    (a long stress run, say) once per backend instead of once per conformance variant;
+    the ``runtime`` fixture then makes each one.
+    """
+    import pytest  # noqa: PLC0415 - the rest of anyrt.testing runs without pytest
+
+    return [
+        pytest.param((param.values[0], {}), id=param.id, marks=param.marks)
+        for param in backend_params()
+    ]
