@@ -348,8 +348,11 @@ class LoopRuntime:
 
     def fail_after(self, seconds: float, *, shield: bool = False) -> AsyncioCancelScope:
         """As `move_on_after`, but raise `TimeoutError` on leaving if the deadline passed."""
-        seconds = check_seconds(seconds, "fail_after()")
-        return AsyncioCancelScope(self, self._now() + seconds, check_shield(shield), fail=True)
+        if type(seconds) is not float or not seconds >= 0.0:  # the common case, cheaply
+            seconds = check_seconds(seconds, "fail_after()")
+        if shield is not False:
+            check_shield(shield)
+        return AsyncioCancelScope(self, self._now() + seconds, shield, fail=True)
 
     def fail_at(self, deadline: float, *, shield: bool = False) -> AsyncioCancelScope:
         """As `move_on_at`, but raise `TimeoutError` on leaving if the deadline passed."""
