@@ -17,6 +17,7 @@ page and the line of the failing block; tracebacks point at lines of the Markdow
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -113,6 +114,24 @@ def test_fenced_blocks_parser() -> None:
     ]
 
 
+#: Packages an example may need that some interpreters cannot install (no free-threaded
+#: build): an example that fails for lack of one is skipped, saying so; anywhere they
+#: are installed, a failure is a failure.
+OPTIONAL_PACKAGES = ("uvloop", "trustme", "cryptography", "matplotlib")
+
+
+def _missing_package(exc: BaseException) -> str | None:
+    """The optional package whose absence caused ``exc``, if that is what happened."""
+    for package in OPTIONAL_PACKAGES:
+        if importlib.util.find_spec(package) is not None:
+            continue
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == package:
+            return package
+        if isinstance(exc, anyrt.BackendNotFound) and f"{package!r} is registered" in str(exc):
+            return package
+    return None
+
+
 def run_page(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run the ``python`` blocks of ``page`` in order, in one fresh module."""
     name = f"anyrt_docs_{page.stem.replace('-', '_').lower()}"
@@ -124,7 +143,10 @@ def run_page(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         code = compile("\n" * (block.line - 1) + block.source, str(page), "exec")
         try:
             exec(code, module.__dict__)
-        except Exception:
+        except Exception as exc:
+            missing = _missing_package(exc)
+            if missing is not None:  # uvloop or trustme on a free-threaded build
+                pytest.skip(f"{page.name}: the block at line {block.line} needs {missing}")
             pytest.fail(
                 f"{page.name}: the ```python block at line {block.line} failed:\n"
                 f"{traceback.format_exc()}",

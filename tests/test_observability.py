@@ -5,17 +5,16 @@ from __future__ import annotations
 import pytest
 
 import anyrt
+from anyrt.testing import backend_params
 
 NATIVE = {
     "single-threaded": {},
     "work-stealing": {"workers": 2},
     "thread-per-core": {"cores": 2},
 }
-#: Every installed backend: the native ones and the adapters.
-BACKENDS = anyrt.backends()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", backend_params())
 def test_tasks_lists_live_tasks_with_state_where_and_age(backend: str) -> None:
     with anyrt.runtime(backend, **NATIVE.get(backend, {})) as rt:
         gate = anyrt.Event(rt)
@@ -51,14 +50,10 @@ def test_tasks_lists_live_tasks_with_state_where_and_age(backend: str) -> None:
         assert rt.tasks() == []  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize(
-    "backend", ["asyncio", "thread-per-core", "trio", "uvloop", "work-stealing"]
-)
+@pytest.mark.parametrize("backend", backend_params("threads"))
 def test_every_thread_the_runtime_starts_is_named(backend: str) -> None:
     import threading
 
-    if backend not in BACKENDS:
-        pytest.skip(f"the {backend!r} backend is not installed")
     before = set(threading.enumerate())
     with anyrt.runtime(backend) as rt:
 

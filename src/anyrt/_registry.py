@@ -82,6 +82,19 @@ def backend_factory(name: str) -> Callable[..., Runtime]:
     return cast(Callable[..., Runtime], factory)
 
 
+def backend_unavailable(name: str) -> str | None:
+    """Say why the installed backend ``name`` cannot be used, or return None if it can.
+
+    A backend can be registered (its adapter installed) but fail to import, as uvloop
+    on a free-threaded build does; the reason then names what to install.
+    """
+    try:
+        backend_factory(name)
+    except BackendNotFound as exc:
+        return str(exc)
+    return None
+
+
 def backend_options(name: str) -> dict[str, inspect.Parameter]:
     """Return the keyword options the backend ``name`` accepts."""
     factory = backend_factory(name)

@@ -59,12 +59,12 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dump-after", type=float, metavar="SECONDS")
     args = parser.parse_args(argv)
     workload_name, runtime, size = args.child
-    runner = runtimes().runners.get(runtime)
+    if args.dump_after is not None:  # armed first: a hang while importing is a hang too
+        faulthandler.dump_traceback_later(args.dump_after, exit=True)
+    runner = runtimes(probe=False).runners.get(runtime)
     workload = WORKLOADS.get(workload_name)
     if runner is None or workload is None:
         parser.error(f"unknown workload {workload_name!r} or runtime {runtime!r}")
-    if args.dump_after is not None:
-        faulthandler.dump_traceback_later(args.dump_after, exit=True)
     metrics = runner.run(workload, int(size))
     faulthandler.cancel_dump_traceback_later()
     print(json.dumps(metrics), flush=True)

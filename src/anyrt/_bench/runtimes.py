@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyrt
-from anyrt._registry import backend_factory, backend_options
+from anyrt._registry import backend_factory, backend_options, backend_unavailable
 
 from .common import Metrics
 from .workloads import Workload
@@ -234,20 +234,29 @@ class RuntimeTable:
     """A missing raw peer's name: what to install to get it."""
 
 
-def runtimes() -> RuntimeTable:
-    """Every installed anyrt backend (as variants), then every importable raw peer."""
+def runtimes(*, probe: bool = True) -> RuntimeTable:
+    """Every installed anyrt backend (as variants), then every importable raw peer.
+
+    With ``probe`` (the default) each backend is imported, and one that cannot be (uvloop
+    on a free-threaded build) is listed as not installed. A benchmark child, which runs
+    one named runtime, passes ``probe=False`` so that it imports only what it runs.
+    """
     runners: dict[str, Runner] = {}
     installed = anyrt.backends()
     ordered = [name for name in _BUNDLED_VARIANTS if name in installed]
     ordered += [name for name in installed if name not in _BUNDLED_VARIANTS]
+    not_installed: dict[str, str] = {}
     for backend in ordered:
         variants = _BUNDLED_VARIANTS.get(backend)
         if variants is None:
             label = f"anyrt-{backend}" if backend in PEERS else backend
             variants = ((label, {}),)
+        cannot_import = backend_unavailable(backend) if probe else None
         for label, options in variants:
-            runners[label] = AnyrtBackend(backend, options)
-    not_installed: dict[str, str] = {}
+            if cannot_import:  # registered, but its package is missing (uvloop, say)
+                not_installed[label] = cannot_import
+            else:
+                runners[label] = AnyrtBackend(backend, options)
     for name, (peer, modules, install) in PEERS.items():
         missing = [module for module in modules if importlib.util.find_spec(module) is None]
         if missing:

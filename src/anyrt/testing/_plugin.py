@@ -174,12 +174,16 @@ def _virtual_configs(config: pytest.Config) -> list[BackendConfig]:
     A backend qualifies when its class declares the ``virtual-time`` capability; a
     ``clock="virtual"`` option is added when the backend takes a ``clock`` and the
     config names none. A config that names a clock by another name (``clock="real"``)
-    asks for real time and is left out. Configs that end up the same are kept once.
+    asks for real time and is left out. Configs that end up the same are kept once. A
+    backend that cannot be imported is kept as it is, and its tests skipped, saying why.
     """
     chosen: dict[str, BackendConfig] = {}
     for name, given in _configs(config):
         factory, _ = load_backend(name)
-        if factory is None or _VIRTUAL_TIME not in getattr(factory, "capabilities", ()):
+        if factory is None:  # cannot be imported: kept, to be skipped with the reason
+            chosen.setdefault(backend_id((name, given)), (name, given))
+            continue
+        if _VIRTUAL_TIME not in getattr(factory, "capabilities", ()):
             continue
         clock = given.get("clock")
         if isinstance(clock, str) and clock != "virtual":
