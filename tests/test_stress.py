@@ -112,6 +112,38 @@ def test_100k_tasks_spawned_from_four_plain_threads_each_run_exactly_once(
     assert len(workers) > 1  # the work was shared out
 
 
+@pytest.mark.parametrize(
+    ("backend", "options"),
+    [
+        ("work-stealing", {"workers": 1}),
+        ("work-stealing", {"workers": 2}),
+        ("thread-per-core", {"cores": 1}),
+        ("thread-per-core", {"cores": 2}),
+        ("single-threaded", {}),
+    ],
+    ids=["work-stealing-1", "work-stealing-2", "thread-per-core-1", "thread-per-core-2", "st"],
+)
+def test_100k_tasks_that_return_at_once_all_end_in_one_task_group(
+    backend: str, options: dict[str, Any]
+) -> None:
+    # With one worker the group's task runs before its children, so it waits for each
+    # in turn; the wait once rescanned the children from the first every time, which
+    # made this quadratic (minutes, past the test timeout).
+    count = 100_000
+
+    async def job(index: int) -> int:
+        return index
+
+    async def main(rt: anyrt.Runtime) -> list[int]:
+        async with anyrt.TaskGroup(rt) as group:
+            tasks = [group.spawn(job(index)) for index in range(count)]
+        assert all(task.done() for task in tasks)  # the group left none running
+        return [await task for task in tasks]
+
+    with anyrt.runtime(backend, **options) as rt:
+        assert rt.block_on(main(rt)) == list(range(count))
+
+
 # -- oneshot delivery racing cancellation --------------------------------------------------
 
 

@@ -249,9 +249,15 @@ class TaskGroup:
         # A cancellation seen only through the handle of a child that ended cancelled
         # may be the child's (awaiting a cancelled task raises) or ours.
         unsure: BaseException | None = None
+        # Children are only appended and a done child stays done, so the scan resumes
+        # where it stopped: waiting for n children costs O(n), not O(n^2).
+        children = self._children
+        first_pending = 0
         while True:
             with self._lock:
-                pending = next((child for child in self._children if not child.done()), None)
+                while first_pending < len(children) and children[first_pending].done():
+                    first_pending += 1
+                pending = children[first_pending] if first_pending < len(children) else None
             if pending is None:
                 break
             try:
