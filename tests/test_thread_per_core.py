@@ -7,6 +7,7 @@ on this backend too.
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import socket
 import sqlite3
@@ -276,11 +277,16 @@ async def _echo_client(rt: anyrt.Runtime, port: int, rounds: int) -> None:
 def test_reuse_port_serves_each_connection_on_the_core_that_accepted_it() -> None:
     clients, rounds = 40, 20
     with ThreadPerCore(cores=2) as rt:
+        # One entry per handler. (Keyed by id(stream), as it once was, two connections
+        # could share a key - a stream's id is reused once it is freed - and the wait
+        # below for one entry per client then never ended.)
         served: dict[int, set[int]] = {}
         lock = threading.Lock()
+        handlers = itertools.count()
 
         async def echo(stream: anyrt.ByteStream) -> None:
-            key = id(stream)
+            with lock:
+                key = next(handlers)
             cores = {rt.current_core()}
             while data := await stream.receive():
                 cores.add(rt.current_core())
