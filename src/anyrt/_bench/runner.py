@@ -47,8 +47,9 @@ ENV_PADDING_MAX = 4096
 def child_main(argv: Sequence[str] | None = None) -> int:
     """Run one case in this process and print its metrics as one JSON line.
 
-    The command line is ``--child WORKLOAD RUNTIME SIZE [--dump-after SECONDS]``; with
-    ``--dump-after``, a run still going after that many seconds prints the stack of
+    The command line is ``--child WORKLOAD RUNTIME SIZE [--dump-after SECONDS
+    [--launched EPOCH]]``; with ``--dump-after``, a run still going that many seconds
+    after it was launched (at ``time.time()`` EPOCH, default: now) prints the stack of
     every thread to standard error and exits, so that a hang says where it hangs.
     """
     parser = argparse.ArgumentParser(
@@ -57,10 +58,14 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--child", nargs=3, required=True, metavar=("WORKLOAD", "RUNTIME", "SIZE"))
     parser.add_argument("--dump-after", type=float, metavar="SECONDS")
+    parser.add_argument("--launched", type=float, metavar="EPOCH")
     args = parser.parse_args(argv)
     workload_name, runtime, size = args.child
-    if args.dump_after is not None:  # armed first: a hang while importing is a hang too
-        faulthandler.dump_traceback_later(args.dump_after, exit=True)
+    if args.dump_after is not None:
+        # Counted from the launch, so that a slow start-up (a loaded machine) does not
+        # push the dump past the parent's timeout.
+        started = time.time() - args.launched if args.launched is not None else 0.0
+        faulthandler.dump_traceback_later(max(0.1, args.dump_after - started), exit=True)
     runner = runtimes(probe=False).runners.get(runtime)
     workload = WORKLOADS.get(workload_name)
     if runner is None or workload is None:
@@ -89,7 +94,7 @@ def run_case(
     """
     dump_after = timeout - min(10.0, timeout / 10)
     command = [sys.executable, "-P", "-m", "anyrt._bench", "--child", workload, runtime]
-    command += [str(size), "--dump-after", repr(dump_after)]
+    command += [str(size), "--dump-after", repr(dump_after), "--launched", repr(time.time())]
     # The size of the environment shifts the initial stack, and with it the alignment of
     # everything after; on some machines that alone moves a run between two speeds (the
     # selector event loop's TCP echo: 2.5x). A random size per run turns that hidden,

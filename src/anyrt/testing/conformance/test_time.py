@@ -45,17 +45,20 @@ async def test_sleep_zero_lets_other_tasks_run(runtime: anyrt.Runtime) -> None:
 
 async def test_sleepers_wake_in_deadline_order(runtime: anyrt.Runtime) -> None:
     woke: list[float] = []
-    durations = [0.01 * i for i in range(1, 6)]
-    random.Random(7).shuffle(durations)
+    offsets = [0.02 * i for i in range(1, 6)]
+    random.Random(7).shuffle(offsets)
+    # One shared start, so that the deadlines' order does not depend on when each
+    # sleeper first ran (on a loaded machine, a worker may start one late).
+    start = runtime.now()
 
-    async def sleeper(seconds: float) -> None:
-        await runtime.sleep(seconds)
-        woke.append(seconds)
+    async def sleeper(offset: float) -> None:
+        await runtime.sleep_until(start + offset)
+        woke.append(offset)
 
     async with anyrt.TaskGroup(runtime) as tg:
-        for seconds in durations:
-            tg.spawn(sleeper(seconds))
-    assert woke == sorted(durations)
+        for offset in offsets:
+            tg.spawn(sleeper(offset))
+    assert woke == sorted(offsets)
 
 
 async def test_sleep_until(runtime: anyrt.Runtime) -> None:
