@@ -262,7 +262,13 @@ class NativeRuntime(ABC):
             )
 
     def _new_task(
-        self, coro: Coroutine[Any, Any, T], name: str | None, sched: Any, method: str
+        self,
+        coro: Coroutine[Any, Any, T],
+        name: str | None,
+        sched: Any,
+        method: str,
+        *,
+        local: bool = False,
     ) -> NativeTask[T]:
         if type(coro) is not CoroutineType:
             check_coroutine(coro, method)
@@ -273,7 +279,8 @@ class NativeRuntime(ABC):
         elif not isinstance(name, str):
             coro.close()
             raise TypeError(f"{method}() name must be a str, not {type(name).__name__}")
-        task: NativeTask[T] = self._task_class(coro, name, sched, self, contextvars.copy_context())
+        cls = self._local_task_class if local else self._task_class
+        task: NativeTask[T] = cls(coro, name, sched, self, contextvars.copy_context())
         if self._instruments:
             emit(task, "task_spawned")
         return task

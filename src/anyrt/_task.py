@@ -417,19 +417,25 @@ class NativeTask(ABC, Generic[T]):
             # as anything holds the exception. The loops drop theirs too.
             del self
             return False
-        refused = None
-        if trap is not YIELD:
-            try:
-                park = trap._anyrt_park
-            except AttributeError:
-                refused = foreign_yield_error(trap, self._sink.name)
+        if trap is YIELD:  # sleep(0): queued again whatever happened meanwhile
+            if lock is None:
+                self._state = SCHEDULED
             else:
-                park(self, worker)
+                with lock:
+                    self._state = SCHEDULED
+            return True
+        refused = None
+        try:
+            park = trap._anyrt_park
+        except AttributeError:
+            refused = foreign_yield_error(trap, self._sink.name)
+        else:
+            park(self, worker)
         if lock is not None:
             lock.acquire()
         if refused is not None:
             self._throw = refused
-        if trap is YIELD or self._notified or refused is not None or self._culprit is not None:
+        if self._notified or refused is not None or self._culprit is not None:
             self._state = SCHEDULED
             requeue = True
         else:

@@ -32,6 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from types import CoroutineType
 from typing import Any, ClassVar, Final, ParamSpec, TypeVar, final
 
@@ -50,6 +51,8 @@ P = ParamSpec("P")
 
 #: Every this many ticks a busy worker polls the OS and the global queue first.
 GLOBAL_QUEUE_INTERVAL: Final = 61
+#: How many pinned tasks a worker runs in a row before it looks at anything else.
+PINNED_BATCH: Final = 64
 #: A local queue longer than this spills half of itself into the global injector.
 LOCAL_QUEUE_CAPACITY: Final = 256
 #: Runs of the LIFO slot in a row before its task goes to the back of the queue.
@@ -132,12 +135,21 @@ class _Worker(Inbox):
             sniffio_state.name = "anyrt"
         runtime._install_asyncgen_hooks()
         try:
+            ready = self.ready
             while not runtime._stopping:
                 task = self.next_task()
                 if task is not None:
                     self.run_task(task)
                 elif not self.fire_timers():
                     self.park()
+                if len(ready) > 1:
+                    # Pinned tasks (with one worker, every task) run a batch at a time,
+                    # as a core's loop runs its queue: next_task's checks once per
+                    # batch, not once per step. Timers and the OS wait one batch.
+                    batch = min(len(ready), PINNED_BATCH)
+                    for _ in range(batch):
+                        self.run_task(ready.popleft())
+                    self.tick += batch
         finally:
             _this.worker = None
             thread_state.runtime = None
@@ -158,7 +170,8 @@ class _Worker(Inbox):
         heap = self.timers._heap
         if heap and heap[0][0] <= time.monotonic():
             self.fire_due()
-        if self.tick % GLOBAL_QUEUE_INTERVAL == 0:
+        if self.tick >= GLOBAL_QUEUE_INTERVAL:
+            self.tick = 0
             # Fairness: even a busy worker looks at the OS and the global queue.
             self.poll_os()
             task = self.take_global()
@@ -191,7 +204,7 @@ class _Worker(Inbox):
         return False
 
     def fire_due(self) -> int:
-        """Fire the due timers; the tasks they wake go to the front of the local queue.
+        """Fire the due timers; the tasks they wake go to the front of their queue.
 
         So a timer's lateness is bounded by the steps before the next timer check, not
         by the length of the queue. (Thieves take from the front too: a woken task
@@ -199,10 +212,14 @@ class _Worker(Inbox):
         """
         woken: list[NativeTask[Any]] = []
         self.timer_woken = woken
+        ready = self.ready
+        queued = len(ready)
         try:
             fired = self.timers.fire_due(time.monotonic())
         finally:
             self.timer_woken = None
+        if queued and len(ready) > queued:  # pinned tasks the timers woke go first too
+            ready.rotate(len(ready) - queued)
         if woken:
             self.local.extendleft(reversed(woken))
             self.runtime._notify_one()
@@ -373,6 +390,10 @@ class WorkStealing(ThreadedRuntime):
         self._sleepers: list[_Worker] = []
         self._driver = threading.Lock()
         self._workers = [_Worker(self, index) for index in range(workers)]
+        # With one worker nobody can steal, so every task is confined to it, as on one
+        # core of thread-per-core: a `LocalTask`, whose steps take no lock and whose
+        # wake-ups from other threads are posted to the worker.
+        self._solo = self._workers[0] if workers == 1 else None
         for worker in self._workers:
             worker.thread.start()
 
@@ -444,9 +465,9 @@ class WorkStealing(ThreadedRuntime):
 
     def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> NativeTask[T]:
         """Schedule ``coro`` as a new task; callable from any thread."""
-        task = self._new_task(coro, name, self, "spawn")
+        task = self._place(coro, name, "spawn")
         self._register(task, coro)
-        self.schedule(task)
+        self._launch(task)
         return task
 
     def spawn_local(
@@ -484,10 +505,19 @@ class WorkStealing(ThreadedRuntime):
     # -- ThreadedRuntime hooks ------------------------------------------------------------
 
     def _place(self, coro: Coroutine[Any, Any, T], name: str | None, method: str) -> NativeTask[T]:
+        solo = self._solo
+        if solo is not None:
+            return self._new_task(coro, name, solo, method, local=True)
         return self._new_task(coro, name, self, method)
 
     def _launch(self, task: NativeTask[Any]) -> None:
-        self.schedule(task)
+        solo = self._solo
+        if solo is None:
+            self.schedule(task)
+        elif threading.get_ident() == solo.owner:
+            solo.ready.append(task)
+        else:
+            solo.post(partial(solo.ready.append, task))
 
     def _stop_threads(self) -> None:
         with self._idle_lock:
