@@ -181,6 +181,14 @@ class LoopRuntime:
     def _report(self, error: TaskError) -> None:
         report(self._error_handler, error)
 
+    def _report_later(self, error: TaskError) -> None:
+        # For a finaliser, which the garbage collector may run inside any code at all:
+        # the loop delivers the report (at once if the loop is closed).
+        try:
+            self._loop.call_soon_threadsafe(self._report, error)
+        except RuntimeError:  # the loop is closed
+            self._report(error)
+
     def _refuse(self, coro: Coroutine[Any, Any, Any] | None = None) -> RuntimeError:
         if coro is not None:
             coro.close()

@@ -81,6 +81,10 @@ class TaskOwner(Protocol):
         """Hand ``error`` to the runtime's error handler."""
         ...
 
+    def _report_later(self, error: TaskError) -> None:
+        """Hand ``error`` to the error handler from the loop (safe in a finaliser)."""
+        ...
+
 
 def report(owner_handler: ErrorHandler, error: TaskError) -> None:
     """Call ``owner_handler(error)``; if the handler itself raises, log both."""
@@ -362,7 +366,7 @@ class AsyncioTask(asyncio.Task[T]):
         elif self._log_traceback:  # it failed and nobody retrieved the exception
             exc = _effective(self.exception())
             if isinstance(exc, BaseException) and not isinstance(exc, (Cancelled, *_FATAL)):
-                self._anyrt_owner._report(TaskError(self.get_name(), exc, "never awaited"))
+                self._anyrt_owner._report_later(TaskError(self.get_name(), exc, "never awaited"))
         elif not self.done():
             _task_del(self)  # asyncio's own finalizer: warns about a task destroyed pending
 

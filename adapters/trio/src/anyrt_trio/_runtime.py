@@ -336,6 +336,21 @@ class TrioRuntime:
             )
             log_task_error(error)
 
+    def _report_later(self, error: TaskError) -> None:
+        """Deliver ``error`` from the trio loop (at once once the run is over).
+
+        For a finaliser, which the garbage collector may run inside any code at all.
+        """
+        token = getattr(self, "_token", None)
+        if token is not None:
+            try:
+                token.run_sync_soon(self._report, error)
+            except trio.RunFinishedError:
+                pass
+            else:
+                return
+        self._report(error)
+
     def _forget(self, task: TrioTask[Any]) -> None:
         self._live -= 1
         self._born.pop(task, None)

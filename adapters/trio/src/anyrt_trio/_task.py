@@ -95,7 +95,8 @@ class _FailureGuard:
     def __del__(self) -> None:
         if self.armed:
             self.armed = False
-            self.runtime._report(TaskError(self.name, self.exc, "never awaited"))
+            # Queued, not reported here: the collector may have interrupted anything.
+            self.runtime._report_later(TaskError(self.name, self.exc, "never awaited"))
 
 
 class _ForeignJoin:
@@ -347,6 +348,10 @@ async def run_task(task: TrioTask[Any]) -> None:
             result = await coro
     except BaseException as exc:  # every failure is kept for the joiner
         task._finish(None, exc)
+        # On 3.13 the failed coroutine's frame, kept by the exception's traceback, links
+        # back to this frame (f_back): it must not keep the handle alive, or a failed
+        # task dropped unawaited is never reported while anything holds the exception.
+        del task
         if isinstance(exc, GeneratorExit):
             raise
         return
