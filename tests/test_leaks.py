@@ -328,10 +328,10 @@ def test_spawn_racing_close_from_another_thread_never_leaves_a_task_behind(
     checked, closed = threading.Event(), threading.Event()
     new_task = rt._new_task
 
-    def preempted_new_task(*args: Any) -> Any:
+    def preempted_new_task(*args: Any, **kwargs: Any) -> Any:
         # Pretend the spawning thread is preempted right after the "is it closed?"
         # check, and resumes only once close() has returned.
-        task = new_task(*args)
+        task = new_task(*args, **kwargs)
         checked.set()
         closed.wait(timeout=10)
         return task
