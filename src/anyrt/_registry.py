@@ -82,17 +82,16 @@ def backend_factory(name: str) -> Callable[..., Runtime]:
     return cast(Callable[..., Runtime], factory)
 
 
-def backend_unavailable(name: str) -> str | None:
-    """Say why the installed backend ``name`` cannot be used, or return None if it can.
+def load_backend(name: str) -> tuple[Callable[..., Runtime] | None, str]:
+    """Return ``(factory, "")``, or ``(None, why)`` if the installed ``name`` cannot load.
 
     A backend can be registered (its adapter installed) but fail to import, as uvloop
-    on a free-threaded build does; the reason then names what to install.
+    on a free-threaded build does; ``why`` then names what to install.
     """
     try:
-        backend_factory(name)
+        return backend_factory(name), ""
     except BackendNotFound as exc:
-        return str(exc)
-    return None
+        return None, str(exc)
 
 
 def backend_options(name: str) -> dict[str, inspect.Parameter]:

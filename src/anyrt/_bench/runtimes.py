@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyrt
-from anyrt._registry import backend_factory, backend_options, backend_unavailable
+from anyrt._registry import backend_factory, backend_options, load_backend
 
 from .common import Metrics
 from .workloads import Workload
@@ -251,7 +251,7 @@ def runtimes(*, probe: bool = True) -> RuntimeTable:
         if variants is None:
             label = f"anyrt-{backend}" if backend in PEERS else backend
             variants = ((label, {}),)
-        cannot_import = backend_unavailable(backend) if probe else None
+        cannot_import = load_backend(backend)[1] if probe else ""
         for label, options in variants:
             if cannot_import:  # registered, but its package is missing (uvloop, say)
                 not_installed[label] = cannot_import

@@ -5,24 +5,16 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from .._exceptions import BackendNotFound
-from .._registry import backend_factory, backends
+from .._registry import backends
+from .._registry import load_backend as _load_backend
 
 __all__ = ["backend_params", "each_backend", "load_backend"]
 
 
-@cache
-def load_backend(name: str) -> tuple[Any, str]:
-    """Return ``(factory, "")``, or ``(None, why)`` if ``name`` cannot be imported.
-
-    A backend that is registered but whose package cannot be imported (uvloop on a
-    free-threaded build, say) is skipped with that reason rather than failing the
-    collection of every test.
-    """
-    try:
-        return backend_factory(name), ""
-    except BackendNotFound as exc:
-        return None, str(exc)
+#: `anyrt`'s own check, remembered: a test module asks it of each backend many times.
+#: A backend that is registered but cannot be imported (uvloop on a free-threaded build)
+#: is skipped with the reason rather than failing the collection of every test.
+load_backend = cache(_load_backend)
 
 
 def backend_params(*capabilities: str) -> list[Any]:
