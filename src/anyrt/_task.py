@@ -452,7 +452,7 @@ class NativeTask(ABC, Generic[T]):
         guard = None
         fatal = False
         if isinstance(exc, BaseExceptionGroup):
-            exc = _without_cancellations(exc, self.name)
+            exc = without_cancellations(exc, self.name)
             self._exc = exc
         if exc is not None:
             # The traceback's first frame is ours; skip it so reports start in user code.
@@ -711,15 +711,20 @@ class LocalTask(NativeTask[T]):
             _report_detached(self, self._detach_here())
 
 
-def _without_cancellations(group: BaseExceptionGroup[Any], name: str) -> BaseException:
+def without_cancellations(
+    group: BaseExceptionGroup[Any],
+    name: str,
+    cancellations: type[BaseException] | tuple[type[BaseException], ...] = Cancelled,
+) -> BaseException:
     """What a task that ended with ``group`` ended with, cancellations taken out.
 
     A cancellation inside a group (a task group that failed while its task was being
     cancelled) only says the task was cancelled too: the task ended with the real
-    errors, or, if there are none, cancelled.
+    errors, or, if there are none, cancelled. ``cancellations`` are the exception
+    types that count (a backend adds its own, as the trio adapter adds trio's).
     """
-    cancellations, rest = group.split(Cancelled)
-    if cancellations is None:
+    cancelled_part, rest = group.split(cancellations)
+    if cancelled_part is None:
         return group
     if rest is not None:
         return rest

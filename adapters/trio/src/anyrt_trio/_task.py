@@ -25,7 +25,7 @@ from trio.lowlevel import Abort, RaiseCancelT, current_task, current_trio_token,
 
 import anyrt
 from anyrt import Cancelled, TaskError
-from anyrt._task import FATAL
+from anyrt._task import FATAL, without_cancellations
 
 if TYPE_CHECKING:
     from ._runtime import TrioRuntime
@@ -60,25 +60,6 @@ def is_cancellation(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return exc.split(_CANCELLATIONS)[1] is None
     return False
-
-
-def without_cancellations(group: BaseExceptionGroup[Any], name: str) -> BaseException:
-    """What a task that ended with ``group`` ended with, cancellations taken out.
-
-    As on the native runtimes: a cancellation inside a group (a task group that failed
-    while its task was being cancelled) only says the task was cancelled too, so the
-    task ended with the real errors or, if there are none, cancelled. trio's root scope
-    already takes its own `trio.Cancelled` out; an `anyrt.Cancelled` (a cancelled
-    child's handle) it leaves in.
-    """
-    cancellations, rest = group.split(_CANCELLATIONS)
-    if cancellations is None:
-        return group
-    if rest is not None:
-        return rest
-    cancelled = Cancelled(f"task {name!r} was cancelled")
-    cancelled.__context__ = group
-    return cancelled
 
 
 class _FailureGuard:
@@ -279,7 +260,9 @@ class TrioTask(Generic[T]):
         self._coro = None
         self._result = result
         if isinstance(exc, BaseExceptionGroup):
-            exc = without_cancellations(exc, self.name)
+            # trio's root scope takes its own `trio.Cancelled` out already; an
+            # `anyrt.Cancelled` (a cancelled child's handle) it leaves in.
+            exc = without_cancellations(exc, self.name, _CANCELLATIONS)
         self._exc = exc
         if exc is not None:
             # The traceback's first frame is the runner's; skip it, as native tasks do.
