@@ -24,7 +24,6 @@ wake-up fd; the others sleep on their own `threading.Event`.
 
 from __future__ import annotations
 
-import contextvars
 import os
 import random
 import socket
@@ -36,7 +35,6 @@ from functools import partial
 from types import CoroutineType
 from typing import Any, ClassVar, Final, ParamSpec, TypeVar, final
 
-from ._instrument import emit
 from ._native import ErrorHandler, sniffio_state, thread_state
 from ._protocols import FileDescriptorLike
 from ._reactor import READ, WRITE, IOWait, OSReactor, fileno
@@ -44,7 +42,7 @@ from ._scope import Alarm, post_alarm
 from ._task import NativeTask, SharedTask, Worker
 from ._threaded import Inbox, ThreadedRuntime
 from ._timers import TimerQueue, wait_time
-from ._validate import check_coroutine, check_positive_int
+from ._validate import check_positive_int
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -486,18 +484,7 @@ class WorkStealing(ThreadedRuntime):
                 "spawn_local() must be called from a task running on this work-stealing "
                 "runtime (it pins the task to the calling worker); use spawn() elsewhere"
             )
-        if type(coro) is not CoroutineType:
-            check_coroutine(coro, "spawn_local")
-        self._check_open(coro)
-        task: NativeTask[T] = self._local_task_class(
-            coro,
-            name or str(getattr(coro, "__qualname__", None) or repr(coro)),
-            worker,
-            self,
-            contextvars.copy_context(),
-        )
-        if self._instruments:
-            emit(task, "task_spawned")
+        task = self._new_task(coro, name, worker, "spawn_local", local=True)
         self._register(task, coro)
         worker.ready.append(task)
         return task

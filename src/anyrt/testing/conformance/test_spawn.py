@@ -117,6 +117,12 @@ async def test_spawn_local_from_a_task(runtime: anyrt.Runtime) -> None:
     assert await runtime.spawn_local(_double(4), name="local") == 8
 
 
+@pytest.mark.parametrize("method", ["spawn", "spawn_local"])
+async def test_a_name_that_is_not_a_str_is_refused(runtime: anyrt.Runtime, method: str) -> None:
+    with pytest.raises(TypeError, match="name must be a str"):
+        getattr(runtime, method)(_double(1), name=42)
+
+
 async def test_a_task_outlives_the_task_that_spawned_it(runtime: anyrt.Runtime) -> None:
     gate = anyrt.Event(runtime)
 
