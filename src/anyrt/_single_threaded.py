@@ -349,13 +349,10 @@ class SingleThreaded(NativeRuntime):
             if deferred:
                 self._run_deferred()
             if heap and heap[0][0] <= now():
-                queued = len(ready)
-                timers.fire_due(now())
-                if queued and rng is None:
-                    # What the timers woke runs before what was already queued: a
-                    # timer's lateness is then bounded by STEP_BUDGET steps, not by
-                    # the length of the queue.
-                    ready.rotate(len(ready) - queued)
+                if rng is None:  # lateness: STEP_BUDGET steps; a seeded run keeps its order
+                    timers.fire_due_first(now(), ready)
+                else:
+                    timers.fire_due(now())
             if not ready:
                 self._idle(main)
                 continue

@@ -148,11 +148,7 @@ class _Core(Inbox):
                     runtime._run_deferred()
                 heap = timers._heap
                 if heap and heap[0][0] <= monotonic():
-                    queued = len(ready)
-                    timers.fire_due(monotonic())
-                    if queued:
-                        # Timer wake-ups run first: lateness bounded by one batch.
-                        ready.rotate(len(ready) - queued)
+                    timers.fire_due_first(monotonic(), ready)  # lateness: one batch
                 if not ready:
                     self.park()
                     continue

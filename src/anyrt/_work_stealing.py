@@ -210,14 +210,10 @@ class _Worker(Inbox):
         """
         woken: list[NativeTask[Any]] = []
         self.timer_woken = woken
-        ready = self.ready
-        queued = len(ready)
-        try:
-            fired = self.timers.fire_due(time.monotonic())
+        try:  # shared tasks go through timer_woken, pinned ones to the front of ready
+            fired = self.timers.fire_due_first(time.monotonic(), self.ready)
         finally:
             self.timer_woken = None
-        if queued and len(ready) > queued:  # pinned tasks the timers woke go first too
-            ready.rotate(len(ready) - queued)
         if woken:
             self.local.extendleft(reversed(woken))
             self.runtime._notify_one()
