@@ -121,7 +121,13 @@ def test_100k_tasks_spawned_from_four_plain_threads_each_run_exactly_once(
         ("thread-per-core", {"cores": 2}),
         ("single-threaded", {}),
     ],
-    ids=["work-stealing-1", "work-stealing-2", "thread-per-core-1", "thread-per-core-2", "st"],
+    ids=[
+        "work-stealing-1",
+        "work-stealing-2",
+        "thread-per-core-1",
+        "thread-per-core-2",
+        "single-threaded",
+    ],
 )
 def test_100k_tasks_that_return_at_once_all_end_in_one_task_group(
     backend: str, options: dict[str, Any]
